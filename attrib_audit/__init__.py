@@ -1,0 +1,16 @@
+"""attrib-audit: measure, fix and gate the robustness of gradient attributions."""
+
+from __future__ import annotations
+
+from importlib import metadata
+
+from attrib_audit.api import attribute
+from attrib_audit.errors import AttribAuditError
+from attrib_audit.models import load_model
+
+try:
+    __version__ = metadata.version("attrib-audit")
+except metadata.PackageNotFoundError:  # a source checkout that is not installed
+    __version__ = "0.0.0"
+
+__all__ = ["AttribAuditError", "__version__", "attribute", "load_model"]

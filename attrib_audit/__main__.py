@@ -1,0 +1,3 @@
+from attrib_audit.cli import main
+
+main()

@@ -1,0 +1,116 @@
+"""The Python API's one-call entry points."""
+
+from __future__ import annotations
+
+import inspect
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from attrib_audit.models.loading import LoadedModel
+
+
+def method_kwargs(name: str, value_range: tuple[float, float] | None = None,
+                  **overrides: Any) -> tuple[Any, dict[str, Any]]:
+    """The registered method ``name`` and its keyword arguments: registry defaults, then
+    ``value_range`` where the method takes one, then ``overrides`` (None values ignored)."""
+    from attrib_audit.registry import METHODS
+
+    entry = METHODS.get(name)
+    kwargs = dict(entry.defaults)
+    params = inspect.signature(entry.obj).parameters
+    if value_range is not None and "value_range" in params:
+        kwargs["value_range"] = tuple(value_range)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key not in params and not any(
+            p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
+        ):
+            continue  # a setting of another method (e.g. ig steps when running sm)
+        kwargs[key] = value
+    return entry.obj, kwargs
+
+
+def attribute(
+    model: LoadedModel | nn.Module,
+    x: Tensor,
+    target: Tensor | None = None,
+    *,
+    method: str = "ig",
+    **params: Any,
+) -> Tensor:
+    """Attribution maps of ``model`` for ``x`` with the registered method ``method``.
+
+    ``target`` defaults to the model's prediction. For a :class:`LoadedModel` the card's value
+    range is passed to the methods that use it.
+
+    Shape:
+        x: (B, C, H, W)
+        target: (B,) or None
+        returns: (B, C, H, W)
+    """
+    value_range = None
+    if isinstance(model, LoadedModel):
+        value_range = model.card.value_range
+        model = model.module
+    if target is None:
+        with torch.no_grad():
+            target = model(x).argmax(1)
+    fn, kwargs = method_kwargs(method, value_range, **params)
+    return fn(model, x, target, **kwargs)
+
+
+def attribute_to_dir(
+    model: LoadedModel,
+    data,
+    out,
+    *,
+    method: str = "ig",
+    reduce: str = "sum-abs",
+    batch_size: int = 32,
+    **params: Any,
+) -> list[dict[str, Any]]:
+    """Attribute every sample of ``data`` and write ``NNNN.png`` (heatmap over the image) and
+    ``NNNN.npy`` (the raw map, (C, H, W)) per sample into ``out``; returns one row per sample.
+
+    Every file is written atomically.
+    """
+    from attrib_audit.io import atomic_write_bytes
+    from attrib_audit.metrics import reduce_map
+    from attrib_audit.render import heatmap_png
+
+    out = Path(out)
+    rows: list[dict[str, Any]] = []
+    index = 0
+    for x, y in data.batches(batch_size):
+        with torch.no_grad():
+            pred = model.module(x).argmax(1)
+        maps = attribute(model, x, pred, method=method, **params)
+        reduced = reduce_map(maps, reduce)
+        for i in range(x.shape[0]):
+            stem = f"{index:04d}"
+            atomic_write_bytes(out / f"{stem}.npy", _npy_bytes(maps[i]))
+            png = heatmap_png(x[i], reduced[i], model.card.value_range)
+            atomic_write_bytes(out / f"{stem}.png", png)
+            classes = model.card.classes
+            rows.append({
+                "index": index,
+                "label": int(y[i]) if int(y[i]) >= 0 else None,
+                "prediction": int(pred[i]),
+                "class": classes[int(pred[i])] if classes else str(int(pred[i])),
+                "png": str(out / f"{stem}.png"),
+                "npy": str(out / f"{stem}.npy"),
+            })
+            index += 1
+    return rows
+
+
+def _npy_bytes(t: Tensor) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, t.detach().cpu().numpy())
+    return buf.getvalue()

@@ -1,0 +1,260 @@
+"""Data sources: image folders, single images, .npz/.pt tensors and built-in data sets.
+
+Every source yields batches ``(x, y)`` with ``x`` (B, C, H, W) in the card's value range and
+``y`` (B,) class indices, -1 where the source has no label (the model's prediction is used).
+Folders stream: only the images of the current batch are read.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+
+from attrib_audit.data.convert import IMAGE_SUFFIXES, image_to_tensor, to_card
+from attrib_audit.errors import AttribAuditError
+
+FASHION_MNIST_DIR = Path(
+    os.environ.get("ATTRIB_AUDIT_FASHION_MNIST", "/usr/share/datasets/fashion-mnist")
+)
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+BUILTINS = ("digits", "digits:train", "digits:test", "fashion-mnist:train", "fashion-mnist:test")
+
+
+class Data(ABC):
+    """A finite, ordered data source."""
+
+    source: str
+    classes: tuple[str, ...] | None = None
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    @abstractmethod
+    def batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+        """Batches ``(x, y)``: x (B, C, H, W) in the value range, y (B,) with -1 if unknown."""
+
+
+@dataclass
+class TensorData(Data):
+    """In-memory images and labels (already converted to the card)."""
+
+    x: Tensor
+    y: Tensor
+    source: str
+    classes: tuple[str, ...] | None = None
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+        for i in range(0, len(self), batch_size):
+            yield self.x[i : i + batch_size], self.y[i : i + batch_size]
+
+
+@dataclass
+class FileData(Data):
+    """Image files read lazily, one batch at a time."""
+
+    files: list[Path]
+    labels: list[int]
+    shape: tuple[int, ...]
+    value_range: tuple[float, float]
+    source: str
+    classes: tuple[str, ...] | None = None
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+        for i in range(0, len(self.files), batch_size):
+            chunk = self.files[i : i + batch_size]
+            x = torch.stack([_read_image(f, self.shape, self.value_range) for f in chunk])
+            yield x, torch.tensor(self.labels[i : i + batch_size], dtype=torch.long)
+
+
+def _read_image(path: Path, shape, value_range) -> Tensor:
+    try:
+        with Image.open(path) as img:
+            return image_to_tensor(img, shape, value_range)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise AttribAuditError(f"cannot read image {path}: {exc}") from None
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _folder(path: Path, shape, value_range, classes) -> FileData:
+    subdirs = sorted(p for p in path.iterdir() if p.is_dir() and _images_in(p))
+    if not subdirs:
+        files = _images_in(path)
+        if not files:
+            raise AttribAuditError(f"{path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        return FileData(files, [-1] * len(files), shape, value_range, str(path))
+    names = [d.name for d in subdirs]
+    if classes is not None and all(n in classes for n in names):
+        index = {n: classes.index(n) for n in names}  # folder names are the card's classes
+    elif all(n.isdigit() for n in names):
+        index = {n: int(n) for n in names}
+    else:
+        index = {n: i for i, n in enumerate(names)}
+    files, labels = [], []
+    for d in subdirs:
+        for f in _images_in(d):
+            files.append(f)
+            labels.append(index[d.name])
+    return FileData(files, labels, shape, value_range, str(path), tuple(names))
+
+
+def _tensors(path: Path, shape, value_range) -> TensorData:
+    if path.suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except (OSError, ValueError) as exc:
+            raise AttribAuditError(f"cannot read {path}: {exc}") from None
+        data = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+    else:
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise AttribAuditError(
+                f"cannot read {path} as a dict of tensors (x, y): {exc}"
+            ) from None
+    if not isinstance(data, dict) or "x" not in data:
+        raise AttribAuditError(f"{path} must hold an array 'x' (N, C, H, W) and optionally 'y' (N,)")
+    x = to_card(torch.as_tensor(data["x"]), shape, value_range, origin=str(path))
+    y = data.get("y")
+    y = torch.full((x.shape[0],), -1) if y is None else torch.as_tensor(y).long().reshape(-1)
+    if y.shape[0] != x.shape[0]:
+        raise AttribAuditError(f"{path}: {x.shape[0]} images but {y.shape[0]} labels")
+    return TensorData(x, y, str(path))
+
+
+def _digits(split: str, shape, value_range) -> TensorData:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    order = np.random.default_rng(0).permutation(len(d.target))  # fixed 80/20 split
+    cut = int(0.8 * len(order))
+    idx = order[:cut] if split == "train" else order[cut:]
+    x = torch.from_numpy(d.images[idx].astype(np.float32)).unsqueeze(1)
+    x = to_card(x, shape, value_range, origin="digits", raw_range=(0.0, 16.0))
+    return TensorData(x, torch.from_numpy(d.target[idx]).long(), f"digits:{split}",
+                      tuple(str(i) for i in range(10)))
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (gzipped or not) as a numpy array."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    if raw[:2] != b"\x00\x00" or raw[2] != 0x08:
+        raise AttribAuditError(f"{path} is not an unsigned-byte IDX file")
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def _fashion_file(stem: str) -> Path:
+    for name in (f"{stem}.gz", stem):
+        if (FASHION_MNIST_DIR / name).is_file():
+            return FASHION_MNIST_DIR / name
+    raise AttribAuditError(
+        f"Fashion-MNIST is not installed ({FASHION_MNIST_DIR / stem} missing); install it with "
+        "`apt-get install -y dataset-fashion-mnist` or set ATTRIB_AUDIT_FASHION_MNIST"
+    )
+
+
+def _fashion_mnist(split: str, shape, value_range, samples: int | None) -> TensorData:
+    prefix = "train" if split == "train" else "t10k"
+    images = read_idx(_fashion_file(f"{prefix}-images-idx3-ubyte"))
+    labels = read_idx(_fashion_file(f"{prefix}-labels-idx1-ubyte"))
+    if samples is not None:
+        images, labels = images[:samples], labels[:samples]
+    x = to_card(torch.from_numpy(images.copy()).unsqueeze(1), shape, value_range,
+                origin=f"fashion-mnist:{split}")
+    return TensorData(x, torch.from_numpy(labels.astype(np.int64)), f"fashion-mnist:{split}",
+                      FASHION_MNIST_CLASSES)
+
+
+def load_data(
+    source: str | Sequence[str],
+    *,
+    input_shape: tuple[int, ...],
+    value_range: tuple[float, float],
+    classes: Sequence[str] | None = None,
+    samples: int | None = None,
+) -> Data:
+    """Open a data source for a model with the given input shape and value range.
+
+    Args:
+        source: a folder of images (class sub-folders as labels, or flat), an image file,
+            an ``.npz``/``.pt`` file with ``x`` (N, C, H, W) and optionally ``y`` (N,), a
+            built-in name (``digits``, ``digits:train|test``, ``fashion-mnist:train|test``),
+            or a list of image files.
+        samples: keep the first ``samples`` items.
+    """
+    if len(input_shape) != 3:
+        raise AttribAuditError(
+            f"data needs an image input shape (C, H, W), the card says {list(input_shape)}"
+        )
+    if samples is not None and samples < 1:
+        raise AttribAuditError(f"--samples must be >= 1, got {samples}")
+    if not isinstance(source, str):
+        files = [Path(s) for s in source]
+        for f in files:
+            if not f.is_file():
+                raise AttribAuditError(f"input {f} does not exist")
+        data: Data = FileData(files, [-1] * len(files), input_shape, value_range,
+                              ", ".join(map(str, files)))
+    else:
+        data = _open(source, input_shape, value_range, classes, samples)
+    return _take(data, samples)
+
+
+def _open(source: str, shape, value_range, classes, samples) -> Data:
+    name, _, split = source.partition(":")
+    if name == "digits" and split in ("", "train", "test"):
+        return _digits(split or "test", shape, value_range)
+    if name == "fashion-mnist":
+        if split not in ("train", "test"):
+            raise AttribAuditError("use fashion-mnist:train or fashion-mnist:test")
+        return _fashion_mnist(split, shape, value_range, samples)
+    path = Path(source)
+    if path.is_dir():
+        return _folder(path, shape, value_range, tuple(classes) if classes else None)
+    if path.is_file():
+        if path.suffix in (".npz", ".pt", ".pth"):
+            return _tensors(path, shape, value_range)
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            return FileData([path], [-1], shape, value_range, str(path))
+        raise AttribAuditError(
+            f"{path}: unknown data file type; use an image, a folder, .npz or .pt"
+        )
+    raise AttribAuditError(
+        f"data source {source!r} is neither a file, a folder nor a built-in "
+        f"({', '.join(BUILTINS)})"
+    )
+
+
+def _take(data: Data, samples: int | None) -> Data:
+    if samples is None or samples >= len(data):
+        return data
+    if isinstance(data, TensorData):
+        return TensorData(data.x[:samples], data.y[:samples], data.source, data.classes)
+    assert isinstance(data, FileData)
+    return FileData(data.files[:samples], data.labels[:samples], data.shape, data.value_range,
+                    data.source, data.classes)

@@ -1,0 +1,198 @@
+"""The model card: the facts about a model that its weights do not say (DESIGN section 5)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from attrib_audit.errors import AttribAuditError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+# card field -> the CLI flag that sets it, for errors that name what to pass
+FLAGS = {
+    "arch": "--arch",
+    "input_shape": "--input-shape",
+    "value_range": "--value-range",
+    "mean": "--mean",
+    "std": "--std",
+    "classes": "--classes",
+}
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Architecture, input shape (C, H, W), value range, normalisation and class names.
+
+    ``mean``/``std`` are applied inside the wrapped model, so inputs (and epsilons) are always
+    in ``value_range``.
+    """
+
+    input_shape: tuple[int, ...] | None = None
+    value_range: tuple[float, float] | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    classes: tuple[str, ...] | None = None
+    arch: str | None = None
+    arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        _check(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, origin: str = "card") -> ModelCard:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise AttribAuditError(
+                f"{origin}: unknown field(s) {', '.join(unknown)}; valid fields: "
+                f"{', '.join(sorted(known))}"
+            )
+        values: dict[str, Any] = {}
+        for key, value in data.items():
+            if value is None:
+                continue
+            if key in ("input_shape", "value_range", "mean", "std", "classes"):
+                if not isinstance(value, (list, tuple)):
+                    raise AttribAuditError(f"{origin}: {key} must be a list, got {value!r}")
+                conv = {"input_shape": int, "classes": str}.get(key, float)
+                try:
+                    value = tuple(conv(v) for v in value)
+                except (TypeError, ValueError):
+                    raise AttribAuditError(f"{origin}: {key} has a bad entry: {value!r}") from None
+            elif key == "arch_kwargs":
+                if not isinstance(value, dict):
+                    raise AttribAuditError(f"{origin}: arch_kwargs must be a table")
+                value = dict(value)
+            elif not isinstance(value, str):
+                raise AttribAuditError(f"{origin}: {key} must be a string, got {value!r}")
+            values[key] = value
+        try:
+            return cls(**values)
+        except ValueError as exc:
+            raise AttribAuditError(f"{origin}: {exc}") from None
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> ModelCard:
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise AttribAuditError(f"cannot read model card {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise AttribAuditError(f"model card {path} is not valid TOML: {exc}") from None
+        return cls.from_dict(data, origin=f"model card {path}")
+
+    def merged(self, **overrides: Any) -> ModelCard:
+        """This card with every non-None override applied (flags win over sidecars)."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if not given:
+            return self
+        base = {k: v for k, v in asdict(self).items() if v not in (None, {})}
+        base.update(given)
+        return ModelCard.from_dict(base, origin="model card")
+
+    def require(self, name: str, why: str = "") -> Any:
+        """The field's value, or an error naming the flag that sets it."""
+        value = getattr(self, name)
+        if value is None:
+            flag = FLAGS.get(name, f"--{name.replace('_', '-')}")
+            reason = f" {why}" if why else ""
+            raise AttribAuditError(
+                f"the model card does not say the model's {name.replace('_', ' ')}{reason}; "
+                f"pass {flag} or add `{name} = ...` to the sidecar .toml"
+            )
+        return value
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        return {
+            k: list(v) if isinstance(v, tuple) else v
+            for k, v in d.items()
+            if v is not None and v != {}
+        }
+
+    def to_toml(self) -> str:
+        """The card as TOML, loadable by :meth:`from_toml`."""
+        lines = []
+        data = self.to_dict()
+        table = data.pop("arch_kwargs", None)
+        for key, value in data.items():
+            lines.append(f"{key} = {_toml_value(value)}")
+        if table:
+            lines.append("\n[arch_kwargs]")
+            for key, value in table.items():
+                lines.append(f"{key} = {_toml_value(value)}")
+        return "\n".join(lines) + "\n"
+
+    def with_(self, **changes: Any) -> ModelCard:
+        return replace(self, **changes)
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError(f"cannot write {v} to TOML")
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)  # JSON string escapes are valid TOML basic strings
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise ValueError(f"cannot write {type(v).__name__} to TOML")
+
+
+def _check(card: ModelCard) -> None:
+    if card.input_shape is not None and (
+        len(card.input_shape) not in (1, 2, 3) or any(d < 1 for d in card.input_shape)
+    ):
+        raise ValueError(
+            f"input_shape must be (C, H, W) with positive sizes, got {list(card.input_shape)}"
+        )
+    if card.value_range is not None:
+        if len(card.value_range) != 2 or not card.value_range[0] < card.value_range[1]:
+            raise ValueError(f"value_range must be [lo, hi] with lo < hi, got {card.value_range}")
+    for name in ("mean", "std"):
+        v = getattr(card, name)
+        if v is not None and card.input_shape is not None and len(v) not in (1, card.input_shape[0]):
+            raise ValueError(
+                f"{name} has {len(v)} values but the input has {card.input_shape[0]} channels"
+            )
+    if card.std is not None and any(s <= 0 for s in card.std):
+        raise ValueError(f"std must be positive, got {list(card.std)}")
+    if (card.mean is None) != (card.std is None):
+        raise ValueError("mean and std go together: give both or neither")
+
+
+def parse_floats(text: str, what: str) -> tuple[float, ...]:
+    """``"0.5,0.5"`` or ``"0,1"`` (fractions like ``8/255`` allowed) -> floats."""
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            if "/" in part:
+                num, den = part.split("/", 1)
+                out.append(float(num) / float(den))
+            else:
+                out.append(float(part))
+        except (ValueError, ZeroDivisionError):
+            raise AttribAuditError(f"{what}: {part!r} is not a number (in {text!r})") from None
+    return tuple(out)
+
+
+def parse_ints(text: str, what: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(p) for p in text.split(","))
+    except ValueError:
+        raise AttribAuditError(
+            f"{what}: {text!r} is not a comma-separated list of integers (e.g. 1,28,28)"
+        ) from None

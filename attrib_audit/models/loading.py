@@ -1,0 +1,302 @@
+"""Loading checkpoints (state_dict, safetensors, TorchScript, ONNX, trusted pickles) with cards."""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from attrib_audit.errors import AttribAuditError
+from attrib_audit.models import onnx_graph
+from attrib_audit.models.arch import build_arch
+from attrib_audit.models.card import ModelCard
+
+FORMATS = ("state_dict", "safetensors", "torchscript", "onnx", "pickle")
+
+
+class Normalized(nn.Module):
+    """``inner((x - mean) / std)``: the card's normalisation inside the model, so inputs and
+    epsilons live in the card's value range.
+
+    Shape:
+        x: (B, C, H, W)
+        returns: (B, K)
+    """
+
+    def __init__(self, inner: nn.Module, mean=None, std=None) -> None:
+        super().__init__()
+        self.inner = inner
+        if mean is None:
+            self.mean = self.std = None
+        else:
+            self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+            self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def normalize(self, x: Tensor) -> Tensor:
+        if self.mean is None:
+            return x
+        return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.inner(self.normalize(x))
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A loaded classifier: eval-mode module (normalisation inside), card, format and hash.
+
+    For ONNX models ``onnx_session`` is the onnxruntime session of the original graph and
+    ``conversion_error`` the largest logit difference of the converted module on a probe.
+    """
+
+    module: Normalized
+    card: ModelCard
+    format: str
+    sha256: str
+    path: Path
+    onnx_session: Any = None
+    onnx_input: str | None = None
+    conversion_error: float | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.card.classes) if self.card.classes else 0
+
+    def predict(self, x: Tensor) -> Tensor:
+        """Logits of the audited model: onnxruntime for ONNX, the module otherwise.
+
+        Shape:
+            x: (B, C, H, W)
+            returns: (B, K)
+        """
+        if self.onnx_session is not None:
+            return onnx_graph.run_session(
+                self.onnx_session, self.onnx_input, self.module.normalize(x.cpu())
+            ).to(x.device)
+        with torch.no_grad():
+            return self.module(x)
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def detect_format(path: Path) -> str:
+    """The checkpoint format, from the suffix and, for torch files, the archive's content."""
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        return "onnx"
+    if suffix == ".safetensors":
+        return "safetensors"
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+        if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
+            return "torchscript"
+    return "state_dict"
+
+
+def _unwrap_state_dict(obj: Any, path: Path) -> dict[str, Tensor]:
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model_state_dict", "model"):
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
+        raise AttribAuditError(f"{path} holds no state_dict (a mapping of names to tensors)")
+    prefix = "module."
+    if obj and all(k.startswith(prefix) for k in obj):  # saved from DistributedDataParallel
+        obj = {k[len(prefix) :]: v for k, v in obj.items()}
+    return obj
+
+
+def _with_weights(state: dict[str, Tensor], card: ModelCard, path: Path) -> nn.Module:
+    spec = card.require("arch", "(a state_dict holds weights, not the architecture)")
+    model = build_arch(spec, card.arch_kwargs, base=path.parent)
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        parts = []
+        if result.missing_keys:
+            parts.append(f"missing {', '.join(result.missing_keys[:4])}")
+        if result.unexpected_keys:
+            parts.append(f"unexpected {', '.join(result.unexpected_keys[:4])}")
+        raise AttribAuditError(
+            f"the weights in {path} do not fit architecture {spec!r} ({'; '.join(parts)}); "
+            "check --arch and its arguments"
+        )
+    return model
+
+
+def load_state_dict_file(path: Path, card: ModelCard, *, trust: bool = False) -> nn.Module:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        if not trust:
+            raise AttribAuditError(
+                f"{path} is a pickled Python object, not a plain state_dict; unpickling runs "
+                "arbitrary code, so it is refused. If you trust its source, pass "
+                "--trust-checkpoint (trust=True)"
+            ) from None
+        return load_pickle(path, card, trust=True)
+    except (RuntimeError, OSError, EOFError) as exc:
+        raise AttribAuditError(f"cannot read {path} as a torch checkpoint: {exc}") from None
+    return _with_weights(_unwrap_state_dict(obj, path), card, path)
+
+
+def load_pickle(path: Path, card: ModelCard, *, trust: bool = False) -> nn.Module:
+    if not trust:
+        raise AttribAuditError(
+            f"{path}: loading a pickled module runs arbitrary code; pass --trust-checkpoint "
+            "(trust=True) if you trust its source"
+        )
+    obj = torch.load(path, map_location="cpu", weights_only=False)
+    if isinstance(obj, nn.Module):
+        return obj
+    return _with_weights(_unwrap_state_dict(obj, path), card, path)
+
+
+def load_safetensors(path: Path, card: ModelCard, *, trust: bool = False) -> nn.Module:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise AttribAuditError(f"cannot read {path} as safetensors: {exc}") from None
+    return _with_weights(_unwrap_state_dict(state, path), card, path)
+
+
+def load_torchscript(path: Path, card: ModelCard, *, trust: bool = False) -> nn.Module:
+    try:
+        return torch.jit.load(str(path), map_location="cpu")
+    except RuntimeError as exc:
+        raise AttribAuditError(f"cannot load {path} as TorchScript: {exc}") from None
+
+
+def register_builtins(registry) -> None:
+    """Loaders map a format name to ``load(path, card, *, trust) -> nn.Module``; ``suffixes``
+    lets a plugin loader claim files by extension."""
+    registry.register("state_dict", load_state_dict_file, suffixes=(".pt", ".pth", ".bin"))
+    registry.register("safetensors", load_safetensors, suffixes=(".safetensors",))
+    registry.register("torchscript", load_torchscript, suffixes=(".pt", ".ts", ".jit"))
+    registry.register("onnx", load_onnx, suffixes=(".onnx",))
+    registry.register("pickle", load_pickle, suffixes=(".pt", ".pth", ".pkl"))
+
+
+def load_onnx(path: Path, card: ModelCard, *, trust: bool = False) -> nn.Module:
+    """The graph converted to a torch module. :func:`load_model` goes through
+    :func:`_load_onnx` instead, which also keeps the onnxruntime session and the card."""
+    module, *_ = _load_onnx(path, card)
+    return module
+
+
+def _load_onnx(path: Path, card: ModelCard):
+    model, facts = onnx_graph.load(path)
+    graph_card = ModelCard.from_dict(facts.card, origin=f"card embedded in {path}")
+    card = graph_card.merged(**{k: v for k, v in vars(card).items() if v not in (None, {})})
+    if card.input_shape is None and facts.input_shape is not None:
+        card = card.with_(input_shape=facts.input_shape)
+    module = onnx_graph.convert(onnx_graph.normalise(model))
+    sess = onnx_graph.session(path)
+    return module, card, sess, facts.input_name
+
+
+def _probe(card: ModelCard, n: int = 4, seed: int = 0) -> Tensor:
+    g = torch.Generator().manual_seed(seed)
+    lo, hi = card.value_range or (0.0, 1.0)
+    shape = card.require("input_shape", "(needed to build a probe batch)")
+    return torch.rand((n, *shape), generator=g) * (hi - lo) + lo
+
+
+def load_model(
+    path: str | Path,
+    *,
+    arch: str | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    value_range: tuple[float, float] | None = None,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+    classes: tuple[str, ...] | None = None,
+    card: str | Path | None = None,
+    format: str | None = None,
+    trust: bool = False,
+) -> LoadedModel:
+    """Load a classifier checkpoint with its model card.
+
+    The card comes from ``card`` (a TOML file) or the sidecar next to the checkpoint
+    (``model.pt`` -> ``model.toml``), then, for ONNX, the card embedded in the graph and the
+    graph's input shape; keyword arguments override all of them. Pickled modules load only
+    with ``trust=True``.
+
+    Raises:
+        AttribAuditError: a missing file, an unreadable checkpoint, or a fact the card lacks
+            (naming the flag that gives it).
+    """
+    from attrib_audit.registry import LOADERS
+
+    path = Path(path)
+    if not path.is_file():
+        raise AttribAuditError(f"model file {path} does not exist")
+    sidecar = Path(card) if card is not None else path.with_suffix(".toml")
+    if card is not None and not sidecar.is_file():
+        raise AttribAuditError(f"model card {sidecar} does not exist")
+    base = ModelCard.from_toml(sidecar) if sidecar.is_file() else ModelCard()
+    the_card = base.merged(
+        arch=arch, input_shape=input_shape, value_range=value_range, mean=mean, std=std,
+        classes=classes,
+    )
+    fmt = format or _format_for(path, LOADERS)
+    sess = input_name = None
+    if fmt == "onnx":
+        inner, the_card, sess, input_name = _load_onnx(path, the_card)
+    else:
+        inner = LOADERS.get(fmt).obj(path, the_card, trust=trust)
+    the_card.require("input_shape")
+    the_card.require("value_range", "(epsilons and noise are measured in it)")
+    module = Normalized(inner, the_card.mean, the_card.std).eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    probe = _probe(the_card)
+    with torch.no_grad():
+        try:
+            logits = module(probe)
+        except Exception as exc:
+            raise AttribAuditError(
+                f"the model fails on an input of shape {list(probe.shape)} "
+                f"(from the card's input_shape): {exc}"
+            ) from None
+    if logits.dim() != 2:
+        raise AttribAuditError(
+            f"the model returns shape {tuple(logits.shape)}; expected logits (B, K)"
+        )
+    k = logits.shape[1]
+    if the_card.classes is None:
+        the_card = the_card.with_(classes=tuple(str(i) for i in range(k)))
+    elif len(the_card.classes) != k:
+        raise AttribAuditError(
+            f"the card names {len(the_card.classes)} classes but the model has {k} outputs; "
+            "fix --classes or the card"
+        )
+    error = None
+    if sess is not None:
+        error = onnx_graph.verify(inner, sess, input_name, module.normalize(probe))
+    return LoadedModel(module, the_card, fmt, sha256(path), path, sess, input_name, error)
+
+
+def _format_for(path: Path, loaders) -> str:
+    builtin = detect_format(path)
+    suffix = path.suffix.lower()
+    for entry in loaders:  # a plugin loader claims its own suffixes
+        if entry.source != "attrib-audit" and suffix in entry.meta.get("suffixes", ()):
+            return entry.name
+    return builtin

@@ -1,0 +1,162 @@
+"""ONNX graphs: check, normalise for onnx2torch, convert, and verify against onnxruntime."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from onnx import version_converter
+from torch import nn
+
+from attrib_audit.errors import AttribAuditError
+
+# onnx2torch 1.5 implements the default-domain operators up to this opset (Reshape-19 and the
+# opset-18 reductions it lacks convert back cleanly).
+TARGET_OPSET = 17
+# The converted module must agree with onnxruntime on a probe batch: |a - b| <= ATOL + RTOL |b|.
+ATOL, RTOL = 1e-4, 1e-3
+CARD_METADATA_KEY = "attrib_audit.card"
+
+
+@dataclass(frozen=True)
+class OnnxFacts:
+    """What the graph says about its input, and the card it carries (if we wrote it)."""
+
+    input_name: str
+    input_shape: tuple[int, ...] | None  # (C, H, W) when static
+    card: dict[str, Any]
+
+
+def read_facts(model: onnx.ModelProto) -> OnnxFacts:
+    init = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in init]
+    if len(inputs) != 1:
+        raise AttribAuditError(
+            f"the ONNX graph has {len(inputs)} inputs; attrib-audit audits image classifiers "
+            "with exactly one input"
+        )
+    dims = inputs[0].type.tensor_type.shape.dim
+    shape = None
+    if len(dims) >= 2 and all(d.HasField("dim_value") and d.dim_value > 0 for d in dims[1:]):
+        shape = tuple(int(d.dim_value) for d in dims[1:])
+    card: dict[str, Any] = {}
+    for prop in model.metadata_props:
+        if prop.key == CARD_METADATA_KEY:
+            try:
+                card = json.loads(prop.value)
+            except json.JSONDecodeError:
+                card = {}
+    return OnnxFacts(inputs[0].name, shape, card)
+
+
+def normalise(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Rewrite what onnx2torch cannot take into equivalent graphs it can.
+
+    - Identity nodes over initialisers (emitted by exporters that de-duplicate equal
+      initialisers): consumers are pointed at the initialiser itself.
+    - Opsets above ``TARGET_OPSET``: converted down with onnx's version converter.
+    - ``Reshape(allowzero=1)`` whose shape is a constant without zeros: identical to
+      ``allowzero=0``, which onnx2torch implements.
+    """
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    graph = model.graph
+    inits = {i.name for i in graph.initializer}
+    outputs = {o.name for o in graph.output}
+    rename: dict[str, str] = {}
+    keep = []
+    for node in graph.node:
+        if (
+            node.op_type == "Identity"
+            and node.input[0] in inits
+            and node.output[0] not in outputs
+        ):
+            rename[node.output[0]] = node.input[0]
+        else:
+            keep.append(node)
+    if rename:
+        del graph.node[:]
+        for node in keep:
+            for i, name in enumerate(node.input):
+                while name in rename:
+                    name = rename[name]
+                node.input[i] = name
+            graph.node.append(node)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is not None and opset > TARGET_OPSET:
+        try:
+            model = version_converter.convert_version(model, TARGET_OPSET)
+        except Exception as exc:
+            raise AttribAuditError(
+                f"cannot convert the ONNX graph from opset {opset} to {TARGET_OPSET} for "
+                f"onnx2torch: {exc}; re-export the model with opset_version={TARGET_OPSET}"
+            ) from None
+    constants = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type != "Reshape":
+            continue
+        for attr in node.attribute:
+            shape = constants.get(node.input[1]) if len(node.input) > 1 else None
+            if attr.name == "allowzero" and attr.i == 1 and shape is not None and 0 not in shape:
+                attr.i = 0
+    return model
+
+
+def convert(model: onnx.ModelProto) -> nn.Module:
+    from onnx2torch import convert as onnx2torch_convert
+
+    try:
+        return onnx2torch_convert(model)
+    except NotImplementedError as exc:
+        raise AttribAuditError(
+            f"onnx2torch cannot convert this graph: {exc}; export the model in PyTorch form "
+            "(state_dict + --arch) instead"
+        ) from None
+
+
+def session(path_or_bytes: str | Path | bytes):
+    import onnxruntime as ort
+
+    providers = ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        providers.insert(0, "CUDAExecutionProvider")
+    source = path_or_bytes if isinstance(path_or_bytes, bytes) else str(path_or_bytes)
+    return ort.InferenceSession(source, providers=providers)
+
+
+def run_session(sess, input_name: str, x: torch.Tensor) -> torch.Tensor:
+    out = sess.run(None, {input_name: x.detach().cpu().float().numpy()})[0]
+    return torch.from_numpy(np.asarray(out))
+
+
+def verify(module: nn.Module, sess, input_name: str, probe: torch.Tensor) -> float:
+    """Largest |converted - onnxruntime| on ``probe``; an error past ATOL + RTOL |ref|."""
+    with torch.no_grad():
+        got = module(probe.float()).float()
+    ref = run_session(sess, input_name, probe)
+    if got.shape != ref.shape:
+        raise AttribAuditError(
+            f"the converted ONNX module returns shape {tuple(got.shape)} but onnxruntime "
+            f"returns {tuple(ref.shape)}"
+        )
+    diff = (got - ref).abs()
+    if not bool((diff <= ATOL + RTOL * ref.abs()).all()):
+        raise AttribAuditError(
+            f"the converted ONNX module disagrees with onnxruntime by up to "
+            f"{float(diff.max()):.3g} (tolerance {ATOL} + {RTOL}*|logit|); the conversion "
+            "is not faithful, export the model in PyTorch form instead"
+        )
+    return float(diff.max())
+
+
+def load(path: Path) -> tuple[onnx.ModelProto, OnnxFacts]:
+    try:
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+    except Exception as exc:
+        raise AttribAuditError(f"{path} is not a valid ONNX model: {exc}") from None
+    return model, read_facts(model)
