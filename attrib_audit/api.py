@@ -23,16 +23,22 @@ def method_kwargs(name: str, value_range: tuple[float, float] | None = None,
     entry = METHODS.get(name)
     kwargs = dict(entry.defaults)
     params = inspect.signature(entry.obj).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     if value_range is not None and "value_range" in params:
         kwargs["value_range"] = tuple(value_range)
+    others = None
     for key, value in overrides.items():
         if value is None:
             continue
-        if key not in params and not any(
-            p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
-        ):
-            continue  # a setting of another method (e.g. ig steps when running sm)
-        kwargs[key] = value
+        if key in params or takes_any:
+            kwargs[key] = value
+            continue
+        if others is None:
+            others = {k for e in METHODS for k in inspect.signature(e.obj).parameters}
+        if key not in others:  # a typo, not a setting of another method (ig steps for sm)
+            valid = [k for k in params if k not in ("model", "x", "target")]
+            raise ValueError(f"method {name!r} has no setting {key!r}; its settings: "
+                             f"{', '.join(valid)}")
     return entry.obj, kwargs
 
 
@@ -42,12 +48,15 @@ def attribute(
     target: Tensor | None = None,
     *,
     method: str = "ig",
-    **params: Any,
+    params: dict[str, Any] | None = None,
+    **kwargs: Any,
 ) -> Tensor:
     """Attribution maps of ``model`` for ``x`` with the registered method ``method``.
 
-    ``target`` defaults to the model's prediction. For a :class:`LoadedModel` the card's value
-    range is passed to the methods that use it.
+    ``target`` defaults to the model's prediction. The method's settings come as keyword
+    arguments (``steps=32``) or in ``params``, which also takes names this function uses
+    itself (IG's quadrature: ``params={"method": "gausslegendre"}``). For a
+    :class:`LoadedModel` the card's value range is passed to the methods that use it.
 
     Shape:
         x: (B, C, H, W)
@@ -61,8 +70,8 @@ def attribute(
     if target is None:
         with torch.no_grad():
             target = model(x).argmax(1)
-    fn, kwargs = method_kwargs(method, value_range, **params)
-    return fn(model, x, target, **kwargs)
+    fn, settings = method_kwargs(method, value_range, **{**(params or {}), **kwargs})
+    return fn(model, x, target, **settings)
 
 
 def attribute_to_dir(
@@ -73,10 +82,11 @@ def attribute_to_dir(
     method: str = "ig",
     reduce: str = "sum-abs",
     batch_size: int = 32,
-    **params: Any,
+    params: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Attribute every sample of ``data`` and write ``NNNN.png`` (heatmap over the image) and
     ``NNNN.npy`` (the raw map, (C, H, W)) per sample into ``out``; returns one row per sample.
+    ``params`` are the method's settings, as in :func:`attribute`.
 
     Every file is written atomically.
     """
@@ -90,7 +100,7 @@ def attribute_to_dir(
     for x, y in data.batches(batch_size):
         with torch.no_grad():
             pred = model.module(x).argmax(1)
-        maps = attribute(model, x, pred, method=method, **params)
+        maps = attribute(model, x, pred, method=method, params=params)
         reduced = reduce_map(maps, reduce)
         for i in range(x.shape[0]):
             stem = f"{index:04d}"

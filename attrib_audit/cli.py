@@ -198,10 +198,9 @@ def attribute(
         data = load_data(source, input_shape=loaded.card.input_shape,
                          value_range=loaded.card.value_range, classes=loaded.card.classes,
                          samples=samples)
-        extra = {"seed": seed} if method in ("sg", "ug") else {}
+        settings = {**params, "explain": explain, "max_batch": max_batch, "seed": seed}
         return attribute_to_dir(loaded, data, out_dir, method=method, reduce=reduce,
-                                batch_size=batch_size, explain=explain, max_batch=max_batch,
-                                **params, **extra)
+                                batch_size=batch_size, params=settings)
 
     rows = run(go)
     table = Table(title=f"{method} maps written to {out_dir}", title_justify="left")

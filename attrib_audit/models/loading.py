@@ -140,7 +140,9 @@ def _with_weights(state: dict[str, Tensor], card: ModelCard, path: Path) -> nn.M
 def load_state_dict_file(path: Path, card: ModelCard, *, trust: bool = False) -> nn.Module:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as exc:
+        if "unsupported global" not in str(exc).lower():  # not a pickle of objects at all
+            raise AttribAuditError(f"cannot read {path} as a torch checkpoint: {exc}") from None
         if not trust:
             raise AttribAuditError(
                 f"{path} is a pickled Python object, not a plain state_dict; unpickling runs "

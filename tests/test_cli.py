@@ -1,0 +1,102 @@
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from attrib_audit.cli import app
+from attrib_audit.models import sample_model
+
+runner = CliRunner()
+DIGITS = str(sample_model("digits-cnn", "pt"))
+
+
+def test_inspect_the_bundled_model():
+    result = runner.invoke(app, ["inspect", DIGITS, "--data", "digits", "--samples", "32",
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["format"] == "state_dict"
+    assert info["card"]["input_shape"] == [1, 8, 8]
+    assert info["activation_modules"] == {"ReLU": 3}
+    s = info["surrogate"]
+    assert s["replaced"] == 3 and s["remaining_relus"] == []
+    assert s["prediction_agreement"] >= 0.9 and s["map_cosine"] > 0.9
+    assert s["measured_on"] == "32 samples of data"
+
+
+def test_inspect_onnx_renders_a_table():
+    result = runner.invoke(app, ["inspect", str(sample_model("digits-cnn", "onnx"))])
+    assert result.exit_code == 0, result.output
+    assert "onnx" in result.stdout and "surrogate agreement" in result.stdout
+
+
+@pytest.mark.parametrize("method", ["sm", "ig", "sg", "ug"])
+def test_attribute_writes_png_and_npy(tmp_path, method):
+    out = tmp_path / "maps"
+    result = runner.invoke(app, ["attribute", DIGITS, "digits", "--samples", "3",
+                                 "--method", method, "--out", str(out), "--sg-samples", "4",
+                                 "--ug-samples", "4", "--ig-steps", "8"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == [
+        "0000.npy", "0000.png", "0001.npy", "0001.png", "0002.npy", "0002.png"]
+    m = np.load(out / "0000.npy")
+    assert m.shape == (1, 8, 8) and np.isfinite(m).all() and np.abs(m).sum() > 0
+    assert not list(out.glob(".*tmp"))
+
+
+def test_attribute_matches_the_library(tmp_path):
+    import torch
+
+    from attrib_audit import attribute, load_model
+    from attrib_audit.data import load_data
+
+    out = tmp_path / "maps"
+    runner.invoke(app, ["attribute", DIGITS, "digits", "--samples", "2", "--method", "ig",
+                        "--out", str(out)])
+    model = load_model(DIGITS)
+    x = load_data("digits", input_shape=(1, 8, 8), value_range=(0, 1), samples=2).x
+    expected = attribute(model, x, method="ig")
+    np.testing.assert_allclose(np.load(out / "0001.npy"), expected[1].numpy(), rtol=1e-6)
+    assert torch.isfinite(expected).all()
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["inspect", "no/such/model.pt"], "model file no/such/model.pt does not exist"),
+    (["attribute", DIGITS, "no/such/dir"], "neither a file, a folder nor a built-in"),
+    (["attribute", DIGITS, "digits", "--method", "nope"], "unknown method 'nope'"),
+    (["inspect", DIGITS, "--value-range", "0,x"], "--value-range"),
+    (["attribute", DIGITS, "digits", "--explain", "logits"], "explain must be one of"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, needle):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and needle in lines[0], result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_debug_shows_the_traceback():
+    result = runner.invoke(app, ["--debug", "inspect", DIGITS, "--value-range", "0,x"])
+    assert result.exit_code == 2 and "Traceback" in result.stderr
+
+
+def test_plugins_lists_every_builtin():
+    result = runner.invoke(app, ["plugins"])
+    assert result.exit_code == 0
+    for name in ("sm", "ig", "sg", "ug", "kendall", "topk_intersection", "onnx",
+                 "safetensors"):
+        assert name in result.stdout
+
+
+def test_api_attribute_rejects_a_misspelt_setting(digits_model):
+    import torch
+
+    from attrib_audit import attribute
+
+    x = torch.zeros(1, 1, 8, 8)
+    with pytest.raises(ValueError, match="method 'ig' has no setting 'stesp'"):
+        attribute(digits_model, x, method="ig", stesp=4)
+    # a setting of another method is ignored, so one set of options serves every method
+    sm = attribute(digits_model, x, method="sm", steps=4)
+    assert sm.shape == x.shape

@@ -1,0 +1,61 @@
+from importlib import metadata
+
+import pytest
+import torch
+
+from attrib_audit.errors import RegistryError
+from attrib_audit.registry import METHODS, METRICS, Entry, Registry
+
+
+def _fake_eps(monkeypatch, eps):
+    monkeypatch.setattr(metadata, "entry_points",
+                        lambda group=None: [e for e in eps if e.group == group])
+
+
+def test_builtins_are_registered():
+    assert {"sm", "ig", "sg", "ug"} <= set(METHODS.names())
+    assert {"topk_intersection", "kendall", "spearman", "com_dislocation",
+            "cosine_distance"} <= set(METRICS.names())
+    assert METHODS.get("ig").meta["create_graph"] is True
+    assert METHODS.get("ig").source == "attrib-audit"
+
+
+def test_a_duplicate_name_is_an_error_naming_both():
+    reg = Registry("method", "none")
+    reg.register("x", len, source="pkg-a")
+    with pytest.raises(RegistryError, match="claimed twice: by pkg-a and by pkg-b"):
+        reg.register("x", len, source="pkg-b")
+
+
+def test_unknown_name_lists_the_valid_ones():
+    with pytest.raises(RegistryError, match=r"unknown method 'igg' \(did you mean 'ig'\?\); "
+                                            r"valid names: ig, sg, sm, ug"):
+        METHODS.get("igg")
+
+
+def test_entry_points_load_and_a_broken_plugin_is_recorded(monkeypatch):
+    group = "attrib_audit.test_group"
+    eps = [
+        metadata.EntryPoint("good", "torch:relu", group),
+        metadata.EntryPoint("entry", "tests.test_registry:PLUGIN_ENTRY", group),
+        metadata.EntryPoint("broken", "no_such_module_xyz:thing", group),
+    ]
+    _fake_eps(monkeypatch, eps)
+    reg = Registry("method", group)
+    assert reg.names() == ["entry", "good"]
+    assert reg.get("good").obj is torch.relu
+    assert reg.get("entry").defaults == {"k": 3}
+    assert len(reg.failures) == 1 and reg.failures[0].name == "broken"
+    assert "ModuleNotFoundError" in reg.failures[0].error
+
+
+def test_a_plugin_claiming_a_builtin_name_is_an_error(monkeypatch):
+    group = "attrib_audit.test_dup"
+    _fake_eps(monkeypatch, [metadata.EntryPoint("ig", "torch:relu", group)])
+    reg = Registry("method", group)
+    reg.set_builtins(lambda: reg.register("ig", len))
+    with pytest.raises(RegistryError, match="claimed twice: by attrib-audit and by torch"):
+        reg.names()
+
+
+PLUGIN_ENTRY = Entry("entry", abs, defaults={"k": 3})
