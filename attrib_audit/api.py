@@ -14,8 +14,9 @@ from torch import Tensor, nn
 from attrib_audit.models.loading import LoadedModel
 
 
-def method_kwargs(name: str, value_range: tuple[float, float] | None = None,
-                  **overrides: Any) -> tuple[Any, dict[str, Any]]:
+def method_kwargs(
+    name: str, value_range: tuple[float, float] | None = None, **overrides: Any
+) -> tuple[Any, dict[str, Any]]:
     """The registered method ``name`` and its keyword arguments: registry defaults, then
     ``value_range`` where the method takes one, then ``overrides`` (None values ignored)."""
     from attrib_audit.registry import METHODS
@@ -37,8 +38,9 @@ def method_kwargs(name: str, value_range: tuple[float, float] | None = None,
             others = {k for e in METHODS for k in inspect.signature(e.obj).parameters}
         if key not in others:  # a typo, not a setting of another method (ig steps for sm)
             valid = [k for k in params if k not in ("model", "x", "target")]
-            raise ValueError(f"method {name!r} has no setting {key!r}; its settings: "
-                             f"{', '.join(valid)}")
+            raise ValueError(
+                f"method {name!r} has no setting {key!r}; its settings: {', '.join(valid)}"
+            )
     return entry.obj, kwargs
 
 
@@ -108,14 +110,16 @@ def attribute_to_dir(
             png = heatmap_png(x[i], reduced[i], model.card.value_range)
             atomic_write_bytes(out / f"{stem}.png", png)
             classes = model.card.classes
-            rows.append({
-                "index": index,
-                "label": int(y[i]) if int(y[i]) >= 0 else None,
-                "prediction": int(pred[i]),
-                "class": classes[int(pred[i])] if classes else str(int(pred[i])),
-                "png": str(out / f"{stem}.png"),
-                "npy": str(out / f"{stem}.npy"),
-            })
+            rows.append(
+                {
+                    "index": index,
+                    "label": int(y[i]) if int(y[i]) >= 0 else None,
+                    "prediction": int(pred[i]),
+                    "class": classes[int(pred[i])] if classes else str(int(pred[i])),
+                    "png": str(out / f"{stem}.png"),
+                    "npy": str(out / f"{stem}.npy"),
+                }
+            )
             index += 1
     return rows
 

@@ -103,7 +103,11 @@ class Registry:
                 continue
             if isinstance(obj, Entry):
                 self.register(
-                    ep.name, obj.obj, source=dist, version=version, defaults=obj.defaults,
+                    ep.name,
+                    obj.obj,
+                    source=dist,
+                    version=version,
+                    defaults=obj.defaults,
                     **obj.meta,
                 )
             else:

@@ -19,8 +19,9 @@ def _to_uint8_image(x: Tensor, value_range) -> np.ndarray:
     return (arr[:, :, :3] * 255).round().astype(np.uint8)
 
 
-def heatmap_png(image: Tensor, reduced_map: Tensor, value_range, *, min_side: int = 160,
-                alpha: float = 0.6) -> bytes:
+def heatmap_png(
+    image: Tensor, reduced_map: Tensor, value_range, *, min_side: int = 160, alpha: float = 0.6
+) -> bytes:
     """The image in grey with the map (normalised to its max) over it in the 'inferno' colours,
     side by side with the map alone; upscaled (nearest) to at least ``min_side`` pixels.
 

@@ -12,8 +12,9 @@ DIGITS = str(sample_model("digits-cnn", "pt"))
 
 
 def test_inspect_the_bundled_model():
-    result = runner.invoke(app, ["inspect", DIGITS, "--data", "digits", "--samples", "32",
-                                 "--json"])
+    result = runner.invoke(
+        app, ["inspect", DIGITS, "--data", "digits", "--samples", "32", "--json"]
+    )
     assert result.exit_code == 0, result.output
     info = json.loads(result.stdout)
     assert info["format"] == "state_dict"
@@ -34,12 +35,35 @@ def test_inspect_onnx_renders_a_table():
 @pytest.mark.parametrize("method", ["sm", "ig", "sg", "ug"])
 def test_attribute_writes_png_and_npy(tmp_path, method):
     out = tmp_path / "maps"
-    result = runner.invoke(app, ["attribute", DIGITS, "digits", "--samples", "3",
-                                 "--method", method, "--out", str(out), "--sg-samples", "4",
-                                 "--ug-samples", "4", "--ig-steps", "8"])
+    result = runner.invoke(
+        app,
+        [
+            "attribute",
+            DIGITS,
+            "digits",
+            "--samples",
+            "3",
+            "--method",
+            method,
+            "--out",
+            str(out),
+            "--sg-samples",
+            "4",
+            "--ug-samples",
+            "4",
+            "--ig-steps",
+            "8",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == [
-        "0000.npy", "0000.png", "0001.npy", "0001.png", "0002.npy", "0002.png"]
+        "0000.npy",
+        "0000.png",
+        "0001.npy",
+        "0001.png",
+        "0002.npy",
+        "0002.png",
+    ]
     m = np.load(out / "0000.npy")
     assert m.shape == (1, 8, 8) and np.isfinite(m).all() and np.abs(m).sum() > 0
     assert not list(out.glob(".*tmp"))
@@ -52,8 +76,9 @@ def test_attribute_matches_the_library(tmp_path):
     from attrib_audit.data import load_data
 
     out = tmp_path / "maps"
-    runner.invoke(app, ["attribute", DIGITS, "digits", "--samples", "2", "--method", "ig",
-                        "--out", str(out)])
+    runner.invoke(
+        app, ["attribute", DIGITS, "digits", "--samples", "2", "--method", "ig", "--out", str(out)]
+    )
     model = load_model(DIGITS)
     x = load_data("digits", input_shape=(1, 8, 8), value_range=(0, 1), samples=2).x
     expected = attribute(model, x, method="ig")
@@ -61,13 +86,16 @@ def test_attribute_matches_the_library(tmp_path):
     assert torch.isfinite(expected).all()
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["inspect", "no/such/model.pt"], "model file no/such/model.pt does not exist"),
-    (["attribute", DIGITS, "no/such/dir"], "neither a file, a folder nor a built-in"),
-    (["attribute", DIGITS, "digits", "--method", "nope"], "unknown method 'nope'"),
-    (["inspect", DIGITS, "--value-range", "0,x"], "--value-range"),
-    (["attribute", DIGITS, "digits", "--explain", "logits"], "explain must be one of"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["inspect", "no/such/model.pt"], "model file no/such/model.pt does not exist"),
+        (["attribute", DIGITS, "no/such/dir"], "neither a file, a folder nor a built-in"),
+        (["attribute", DIGITS, "digits", "--method", "nope"], "unknown method 'nope'"),
+        (["inspect", DIGITS, "--value-range", "0,x"], "--value-range"),
+        (["attribute", DIGITS, "digits", "--explain", "logits"], "explain must be one of"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(args, needle):
     result = runner.invoke(app, args)
     assert result.exit_code == 2
@@ -84,8 +112,7 @@ def test_debug_shows_the_traceback():
 def test_plugins_lists_every_builtin():
     result = runner.invoke(app, ["plugins"])
     assert result.exit_code == 0
-    for name in ("sm", "ig", "sg", "ug", "kendall", "topk_intersection", "onnx",
-                 "safetensors"):
+    for name in ("sm", "ig", "sg", "ug", "kendall", "topk_intersection", "onnx", "safetensors"):
         assert name in result.stdout
 
 

@@ -8,14 +8,20 @@ from attrib_audit.registry import METHODS, METRICS, Entry, Registry
 
 
 def _fake_eps(monkeypatch, eps):
-    monkeypatch.setattr(metadata, "entry_points",
-                        lambda group=None: [e for e in eps if e.group == group])
+    monkeypatch.setattr(
+        metadata, "entry_points", lambda group=None: [e for e in eps if e.group == group]
+    )
 
 
 def test_builtins_are_registered():
     assert {"sm", "ig", "sg", "ug"} <= set(METHODS.names())
-    assert {"topk_intersection", "kendall", "spearman", "com_dislocation",
-            "cosine_distance"} <= set(METRICS.names())
+    assert {
+        "topk_intersection",
+        "kendall",
+        "spearman",
+        "com_dislocation",
+        "cosine_distance",
+    } <= set(METRICS.names())
     assert METHODS.get("ig").meta["create_graph"] is True
     assert METHODS.get("ig").source == "attrib-audit"
 
@@ -28,8 +34,11 @@ def test_a_duplicate_name_is_an_error_naming_both():
 
 
 def test_unknown_name_lists_the_valid_ones():
-    with pytest.raises(RegistryError, match=r"unknown method 'igg' \(did you mean 'ig'\?\); "
-                                            r"valid names: ig, sg, sm, ug"):
+    with pytest.raises(
+        RegistryError,
+        match=r"unknown method 'igg' \(did you mean 'ig'\?\); "
+        r"valid names: ig, sg, sm, ug",
+    ):
         METHODS.get("igg")
 
 

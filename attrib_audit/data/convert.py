@@ -33,8 +33,14 @@ def image_to_tensor(img: Image.Image, shape: tuple[int, ...], value_range) -> Te
     return t * (hi - lo) + lo
 
 
-def to_card(x: Tensor, shape: tuple[int, ...], value_range, *, origin: str,
-            raw_range: tuple[float, float] | None = None) -> Tensor:
+def to_card(
+    x: Tensor,
+    shape: tuple[int, ...],
+    value_range,
+    *,
+    origin: str,
+    raw_range: tuple[float, float] | None = None,
+) -> Tensor:
     """A batch of images as float (B, C, H, W) in ``value_range``.
 
     Integer tensors are read as 0-255 pixels (or ``raw_range``); float tensors must already lie

@@ -26,8 +26,16 @@ FASHION_MNIST_DIR = Path(
     os.environ.get("ATTRIB_AUDIT_FASHION_MNIST", "/usr/share/datasets/fashion-mnist")
 )
 FASHION_MNIST_CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 )
 BUILTINS = ("digits", "digits:train", "digits:test", "fashion-mnist:train", "fashion-mnist:test")
 
@@ -134,7 +142,9 @@ def _tensors(path: Path, shape, value_range) -> TensorData:
                 f"cannot read {path} as a dict of tensors (x, y): {exc}"
             ) from None
     if not isinstance(data, dict) or "x" not in data:
-        raise AttribAuditError(f"{path} must hold an array 'x' (N, C, H, W) and optionally 'y' (N,)")
+        raise AttribAuditError(
+            f"{path} must hold an array 'x' (N, C, H, W) and optionally 'y' (N,)"
+        )
     x = to_card(torch.as_tensor(data["x"]), shape, value_range, origin=str(path))
     y = data.get("y")
     y = torch.full((x.shape[0],), -1) if y is None else torch.as_tensor(y).long().reshape(-1)
@@ -152,8 +162,12 @@ def _digits(split: str, shape, value_range) -> TensorData:
     idx = order[:cut] if split == "train" else order[cut:]
     x = torch.from_numpy(d.images[idx].astype(np.float32)).unsqueeze(1)
     x = to_card(x, shape, value_range, origin="digits", raw_range=(0.0, 16.0))
-    return TensorData(x, torch.from_numpy(d.target[idx]).long(), f"digits:{split}",
-                      tuple(str(i) for i in range(10)))
+    return TensorData(
+        x,
+        torch.from_numpy(d.target[idx]).long(),
+        f"digits:{split}",
+        tuple(str(i) for i in range(10)),
+    )
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -184,10 +198,18 @@ def _fashion_mnist(split: str, shape, value_range, samples: int | None) -> Tenso
     labels = read_idx(_fashion_file(f"{prefix}-labels-idx1-ubyte"))
     if samples is not None:
         images, labels = images[:samples], labels[:samples]
-    x = to_card(torch.from_numpy(images.copy()).unsqueeze(1), shape, value_range,
-                origin=f"fashion-mnist:{split}")
-    return TensorData(x, torch.from_numpy(labels.astype(np.int64)), f"fashion-mnist:{split}",
-                      FASHION_MNIST_CLASSES)
+    x = to_card(
+        torch.from_numpy(images.copy()).unsqueeze(1),
+        shape,
+        value_range,
+        origin=f"fashion-mnist:{split}",
+    )
+    return TensorData(
+        x,
+        torch.from_numpy(labels.astype(np.int64)),
+        f"fashion-mnist:{split}",
+        FASHION_MNIST_CLASSES,
+    )
 
 
 def load_data(
@@ -218,8 +240,9 @@ def load_data(
         for f in files:
             if not f.is_file():
                 raise AttribAuditError(f"input {f} does not exist")
-        data: Data = FileData(files, [-1] * len(files), input_shape, value_range,
-                              ", ".join(map(str, files)))
+        data: Data = FileData(
+            files, [-1] * len(files), input_shape, value_range, ", ".join(map(str, files))
+        )
     else:
         data = _open(source, input_shape, value_range, classes, samples)
     return _take(data, samples)
@@ -245,8 +268,7 @@ def _open(source: str, shape, value_range, classes, samples) -> Data:
             f"{path}: unknown data file type; use an image, a folder, .npz or .pt"
         )
     raise AttribAuditError(
-        f"data source {source!r} is neither a file, a folder nor a built-in "
-        f"({', '.join(BUILTINS)})"
+        f"data source {source!r} is neither a file, a folder nor a built-in ({', '.join(BUILTINS)})"
     )
 
 
@@ -256,5 +278,11 @@ def _take(data: Data, samples: int | None) -> Data:
     if isinstance(data, TensorData):
         return TensorData(data.x[:samples], data.y[:samples], data.source, data.classes)
     assert isinstance(data, FileData)
-    return FileData(data.files[:samples], data.labels[:samples], data.shape, data.value_range,
-                    data.source, data.classes)
+    return FileData(
+        data.files[:samples],
+        data.labels[:samples],
+        data.shape,
+        data.value_range,
+        data.source,
+        data.classes,
+    )

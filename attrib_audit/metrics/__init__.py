@@ -30,7 +30,10 @@ def register_builtins(registry) -> None:
     """Built-in metrics. ``on`` says which maps they compare; ``higher_is_robust`` which way
     is better (the gate and the worst-case summary use it)."""
     registry.register(
-        "topk_intersection", topk_intersection, defaults={"k": 100}, on="reduced",
+        "topk_intersection",
+        topk_intersection,
+        defaults={"k": 100},
+        on="reduced",
         higher_is_robust=True,
     )
     registry.register("kendall", kendall, on="reduced", higher_is_robust=True)

@@ -38,7 +38,11 @@ def summarize(values: Sequence[float] | np.ndarray, *, resamples: int = 1000, se
     if v.size < 2 or np.all(v == v[0]):
         return Summary(mean, median, (mean, mean), int(v.size))
     res = stats.bootstrap(
-        (v,), np.mean, n_resamples=resamples, confidence_level=0.95, method="percentile",
+        (v,),
+        np.mean,
+        n_resamples=resamples,
+        confidence_level=0.95,
+        method="percentile",
         rng=np.random.default_rng(seed),
     )
     ci = (float(res.confidence_interval.low), float(res.confidence_interval.high))

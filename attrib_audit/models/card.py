@@ -158,12 +158,16 @@ def _check(card: ModelCard) -> None:
         raise ValueError(
             f"input_shape must be (C, H, W) with positive sizes, got {list(card.input_shape)}"
         )
-    if card.value_range is not None:
-        if len(card.value_range) != 2 or not card.value_range[0] < card.value_range[1]:
-            raise ValueError(f"value_range must be [lo, hi] with lo < hi, got {card.value_range}")
+    vr = card.value_range
+    if vr is not None and (len(vr) != 2 or not vr[0] < vr[1]):
+        raise ValueError(f"value_range must be [lo, hi] with lo < hi, got {card.value_range}")
     for name in ("mean", "std"):
         v = getattr(card, name)
-        if v is not None and card.input_shape is not None and len(v) not in (1, card.input_shape[0]):
+        if (
+            v is not None
+            and card.input_shape is not None
+            and len(v) not in (1, card.input_shape[0])
+        ):
             raise ValueError(
                 f"{name} has {len(v)} values but the input has {card.input_shape[0]} channels"
             )

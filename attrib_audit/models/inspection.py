@@ -12,12 +12,31 @@ from torch import Tensor, nn
 from attrib_audit.models.loading import LoadedModel
 from attrib_audit.models.surrogate import find_relus, smooth_surrogate, surrogate_agreement
 
-_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Hardtanh, nn.ELU, nn.GELU, nn.SiLU,
-                nn.Sigmoid, nn.Tanh, nn.Softplus, nn.PReLU, nn.Mish, nn.Hardswish)
+_ACTIVATIONS = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.Hardtanh,
+    nn.ELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Softplus,
+    nn.PReLU,
+    nn.Mish,
+    nn.Hardswish,
+)
 
 
-def inspect_model(loaded: LoadedModel, *, beta: float, x: Tensor | None = None,
-                  probe_size: int = 32, seed: int = 0) -> dict[str, Any]:
+def inspect_model(
+    loaded: LoadedModel,
+    *,
+    beta: float,
+    x: Tensor | None = None,
+    probe_size: int = 32,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Format, hash, card, parameters, activations and surrogate agreement of a model.
 
     Agreement is measured on ``x`` when given, else on uniform noise in the value range (a

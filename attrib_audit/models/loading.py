@@ -254,7 +254,11 @@ def load_model(
         raise AttribAuditError(f"model card {sidecar} does not exist")
     base = ModelCard.from_toml(sidecar) if sidecar.is_file() else ModelCard()
     the_card = base.merged(
-        arch=arch, input_shape=input_shape, value_range=value_range, mean=mean, std=std,
+        arch=arch,
+        input_shape=input_shape,
+        value_range=value_range,
+        mean=mean,
+        std=std,
         classes=classes,
     )
     fmt = format or _format_for(path, LOADERS)

@@ -70,11 +70,7 @@ def normalise(model: onnx.ModelProto) -> onnx.ModelProto:
     rename: dict[str, str] = {}
     keep = []
     for node in graph.node:
-        if (
-            node.op_type == "Identity"
-            and node.input[0] in inits
-            and node.output[0] not in outputs
-        ):
+        if node.op_type == "Identity" and node.input[0] in inits and node.output[0] not in outputs:
             rename[node.output[0]] = node.input[0]
         else:
             keep.append(node)

@@ -133,8 +133,15 @@ class _SoftplusMode(TorchFunctionMode):
 
 
 RELU_FUNCS = frozenset(_functional_table(1.0))
-_SCRIPT_RELUS = {"aten::relu", "aten::relu_", "aten::relu6", "aten::hardtanh",
-                 "aten::hardtanh_", "aten::leaky_relu", "aten::leaky_relu_"}
+_SCRIPT_RELUS = {
+    "aten::relu",
+    "aten::relu_",
+    "aten::relu6",
+    "aten::hardtanh",
+    "aten::hardtanh_",
+    "aten::leaky_relu",
+    "aten::leaky_relu_",
+}
 
 
 class SmoothSurrogate(nn.Module):
@@ -145,8 +152,9 @@ class SmoothSurrogate(nn.Module):
         returns: (B, K)
     """
 
-    def __init__(self, module: nn.Module, beta: float, replaced: list[str],
-                 unreplaced: list[str]) -> None:
+    def __init__(
+        self, module: nn.Module, beta: float, replaced: list[str], unreplaced: list[str]
+    ) -> None:
         super().__init__()
         self.module = module
         self.beta = beta
@@ -168,8 +176,9 @@ def _script_relus(name: str, m: torch.jit.ScriptModule) -> list[str]:
         if node.kind() in _SCRIPT_RELUS:
             where = node.sourceRange().strip().splitlines()
             line = where[0].strip() if where else ""
-            found.append(f"{name or 'model'}: {node.kind()} in TorchScript" + (
-                f" ({line})" if line else ""))
+            found.append(
+                f"{name or 'model'}: {node.kind()} in TorchScript" + (f" ({line})" if line else "")
+            )
     return found
 
 
@@ -232,6 +241,7 @@ def find_relus(module: nn.Module, x: Tensor) -> list[str]:
     def enter(name, m):
         def hook(_m, _args):
             stack.append((name, m))
+
         return hook
 
     def leave(_m, _args, _out):
@@ -264,8 +274,9 @@ class Agreement:
     n: int
 
 
-def surrogate_agreement(model: nn.Module, surrogate: nn.Module, x: Tensor,
-                        *, max_batch: int | None = None) -> Agreement:
+def surrogate_agreement(
+    model: nn.Module, surrogate: nn.Module, x: Tensor, *, max_batch: int | None = None
+) -> Agreement:
     """Prediction agreement and saliency-map cosine of ``surrogate`` against ``model`` on ``x``.
 
     Shape:

@@ -62,8 +62,13 @@ def main() -> None:
     )
     onnx_path = HERE / "model.onnx"
     torch.onnx.export(
-        model, (test.x[:2],), str(onnx_path), input_names=["x"], output_names=["logits"],
-        dynamic_shapes=({0: torch.export.Dim("batch")},), opset_version=18,
+        model,
+        (test.x[:2],),
+        str(onnx_path),
+        input_names=["x"],
+        output_names=["logits"],
+        dynamic_shapes=({0: torch.export.Dim("batch")},),
+        opset_version=18,
         external_data=False,
     )
     graph = onnx.load(str(onnx_path))

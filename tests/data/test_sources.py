@@ -27,8 +27,9 @@ def test_digits_builtin_shapes_labels_and_range():
 
 
 def test_value_range_and_shape_follow_the_card():
-    x, _ = _all(load_data("digits:test", input_shape=(1, 16, 16), value_range=(-1.0, 1.0),
-                          samples=10))
+    x, _ = _all(
+        load_data("digits:test", input_shape=(1, 16, 16), value_range=(-1.0, 1.0), samples=10)
+    )
     assert x.shape == (10, 1, 16, 16) and x.min() >= -1 and x.max() <= 1 and x.min() < -0.9
 
 
@@ -72,8 +73,7 @@ def test_flat_folder_is_unlabelled_and_streams(tmp_path, monkeypatch):
     data = load_data(str(tmp_path), **CARD)
     read = []
     real = sources_module._read_image
-    monkeypatch.setattr(sources_module, "_read_image",
-                        lambda p, *a: read.append(p) or real(p, *a))
+    monkeypatch.setattr(sources_module, "_read_image", lambda p, *a: read.append(p) or real(p, *a))
     batches = data.batches(2)
     x, y = next(batches)
     assert len(read) == 2  # only the first batch has been read
@@ -99,8 +99,11 @@ def test_fashion_mnist_reads_idx_files(tmp_path, monkeypatch):
     images = np.random.default_rng(0).integers(0, 256, (4, 28, 28), dtype=np.uint8)
     labels = np.array([9, 0, 3, 1], dtype=np.uint8)
     with gzip.open(tmp_path / "t10k-images-idx3-ubyte.gz", "wb") as f:
-        f.write(b"\x00\x00\x08\x03" + b"".join(d.to_bytes(4, "big") for d in (4, 28, 28))
-                + images.tobytes())
+        f.write(
+            b"\x00\x00\x08\x03"
+            + b"".join(d.to_bytes(4, "big") for d in (4, 28, 28))
+            + images.tobytes()
+        )
     with gzip.open(tmp_path / "t10k-labels-idx1-ubyte.gz", "wb") as f:
         f.write(b"\x00\x00\x08\x01" + (4).to_bytes(4, "big") + labels.tobytes())
     np.testing.assert_array_equal(read_idx(tmp_path / "t10k-images-idx3-ubyte.gz"), images)

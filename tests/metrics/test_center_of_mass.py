@@ -10,8 +10,9 @@ def test_center_of_mass_of_a_one_hot_map_is_that_pixel():
     a[0, 2, 4] = 1.0
     a[1, 6, 0] = 3.0
     a[2, 0, 0] = -2.0  # mass is absolute
-    torch.testing.assert_close(center_of_mass(a), torch.tensor([[2.0, 4.0], [6.0, 0.0],
-                                                                [0.0, 0.0]]))
+    torch.testing.assert_close(
+        center_of_mass(a), torch.tensor([[2.0, 4.0], [6.0, 0.0], [0.0, 0.0]])
+    )
 
 
 def test_dislocation_is_the_distance_between_centers():

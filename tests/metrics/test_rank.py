@@ -20,16 +20,19 @@ def test_kendall_and_spearman_equal_scipy_ties_included(levels):
     b = 0.5 * a + b  # correlated, so the statistics are not all near zero
     for i in range(a.shape[0]):
         fa, fb = a[i].flatten().numpy(), b[i].flatten().numpy()
-        assert kendall(a, b)[i].item() == pytest.approx(stats.kendalltau(fa, fb).statistic,
-                                                        abs=1e-12)
-        assert spearman(a, b)[i].item() == pytest.approx(stats.spearmanr(fa, fb).statistic,
-                                                         abs=1e-12)
+        assert kendall(a, b)[i].item() == pytest.approx(
+            stats.kendalltau(fa, fb).statistic, abs=1e-12
+        )
+        assert spearman(a, b)[i].item() == pytest.approx(
+            stats.spearmanr(fa, fb).statistic, abs=1e-12
+        )
 
 
 def test_average_ranks_equal_scipy_rankdata():
     a = _maps(3, shape=(4, 50), levels=6)
-    np.testing.assert_array_equal(average_ranks(a).numpy(),
-                                  stats.rankdata(a.numpy(), axis=1, method="average"))
+    np.testing.assert_array_equal(
+        average_ranks(a).numpy(), stats.rankdata(a.numpy(), axis=1, method="average")
+    )
 
 
 def test_kendall_chunked_and_scipy_paths_agree(monkeypatch):

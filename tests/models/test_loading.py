@@ -59,9 +59,14 @@ def test_state_dict_with_a_torchvision_spec(tmp_path):
     model = torchvision.models.resnet18(num_classes=4).eval()
     path = tmp_path / "r.pth"
     torch.save({"state_dict": model.state_dict()}, path)  # a training checkpoint's layout
-    loaded = load_model(path, arch="torchvision:resnet18(num_classes=4)",
-                        input_shape=(3, 32, 32), value_range=(0.0, 1.0),
-                        mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    loaded = load_model(
+        path,
+        arch="torchvision:resnet18(num_classes=4)",
+        input_shape=(3, 32, 32),
+        value_range=(0.0, 1.0),
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
+    )
     x = _x(2, (3, 32, 32))
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
@@ -96,8 +101,10 @@ def test_a_pickled_module_is_refused_without_trust(weights, tmp_path):
     torch.testing.assert_close(loaded.module(_x()), model(_x()))
 
 
-@pytest.mark.parametrize("missing,flag", [("arch", "--arch"), ("input_shape", "--input-shape"),
-                                          ("value_range", "--value-range")])
+@pytest.mark.parametrize(
+    "missing,flag",
+    [("arch", "--arch"), ("input_shape", "--input-shape"), ("value_range", "--value-range")],
+)
 def test_a_missing_card_fact_names_its_flag(weights, missing, flag):
     _, path = weights
     given = {"arch": "attrib_audit.models.zoo:digits_cnn", **CARD}
@@ -134,6 +141,7 @@ def test_flags_override_the_sidecar():
 def _identity_graph(tmp_path):
     """A torch export with de-duplicated equal biases, the second reached through an Identity
     node over the first's initialiser (what torch.onnx.export emits for such models)."""
+
     class TwoConv(torch.nn.Module):
         def __init__(self):
             super().__init__()
@@ -151,8 +159,14 @@ def _identity_graph(tmp_path):
     torch.manual_seed(0)
     model = TwoConv().eval()
     path = tmp_path / "two.onnx"
-    torch.onnx.export(model, (_x(2),), str(path), input_names=["x"],
-                      dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
+    torch.onnx.export(
+        model,
+        (_x(2),),
+        str(path),
+        input_names=["x"],
+        dynamic_shapes=({0: torch.export.Dim("batch")},),
+        verbose=False,
+    )
     graph = onnx.load(str(path))
     convs = [n for n in graph.graph.node if n.op_type == "Conv"]
     shared = convs[0].input[2]

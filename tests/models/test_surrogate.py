@@ -32,9 +32,15 @@ class Inplace(nn.Module):
     def __init__(self):
         super().__init__()
         torch.manual_seed(0)
-        self.body = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(inplace=True),
-                                  nn.Conv2d(4, 4, 3), nn.ReLU6(inplace=True),
-                                  nn.Flatten(), nn.Linear(4 * 2 * 2, 3), nn.Hardtanh(-2, 2))
+        self.body = nn.Sequential(
+            nn.Conv2d(1, 4, 3),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(4, 4, 3),
+            nn.ReLU6(inplace=True),
+            nn.Flatten(),
+            nn.Linear(4 * 2 * 2, 3),
+            nn.Hardtanh(-2, 2),
+        )
 
     def forward(self, x):
         return self.body(x)
@@ -54,12 +60,15 @@ def _converted_onnx(tmp_path):
     return onnx_graph.convert(onnx_graph.normalise(graph))
 
 
-@pytest.mark.parametrize("make,shape", [
-    (FunctionalReLU, (4, 1, 6, 6)),
-    (Inplace, (4, 1, 6, 6)),
-    (lambda: torchvision.models.resnet18(num_classes=3).eval(), (2, 3, 32, 32)),
-    ("onnx", (4, 1, 6, 6)),
-])
+@pytest.mark.parametrize(
+    "make,shape",
+    [
+        (FunctionalReLU, (4, 1, 6, 6)),
+        (Inplace, (4, 1, 6, 6)),
+        (lambda: torchvision.models.resnet18(num_classes=3).eval(), (2, 3, 32, 32)),
+        ("onnx", (4, 1, 6, 6)),
+    ],
+)
 def test_surrogate_has_no_relu_and_the_original_keeps_its(make, shape, tmp_path):
     model = _converted_onnx(tmp_path) if make == "onnx" else make()
     model.eval()
@@ -84,8 +93,10 @@ def test_surrogate_logits_approach_the_model_as_beta_grows(make):
     x = _x()
     with torch.no_grad():
         ref = model(x)
-        gaps = [(smooth_surrogate(model, beta)(x) - ref).abs().max().item()
-                for beta in (1.0, 10.0, 100.0, 1000.0)]
+        gaps = [
+            (smooth_surrogate(model, beta)(x) - ref).abs().max().item()
+            for beta in (1.0, 10.0, 100.0, 1000.0)
+        ]
     assert gaps == sorted(gaps, reverse=True) and gaps[-1] < 1e-2 * max(1.0, gaps[0])
 
 
@@ -96,8 +107,9 @@ def test_smooth_counterparts_converge_pointwise():
     beta = 1e3
     torch.testing.assert_close(smooth_relu(x, beta), F.relu(x), atol=1e-3, rtol=0)
     torch.testing.assert_close(smooth_hardtanh(x, beta, 0.0, 6.0), F.relu6(x), atol=1e-3, rtol=0)
-    torch.testing.assert_close(smooth_leaky_relu(x, beta, 0.2), F.leaky_relu(x, 0.2), atol=1e-3,
-                               rtol=0)
+    torch.testing.assert_close(
+        smooth_leaky_relu(x, beta, 0.2), F.leaky_relu(x, 0.2), atol=1e-3, rtol=0
+    )
 
 
 def test_surrogate_has_a_nonzero_input_hessian_and_passes_gradgradcheck():
