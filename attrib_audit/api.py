@@ -85,6 +85,7 @@ def attribute_to_dir(
     reduce: str = "sum-abs",
     batch_size: int = 32,
     params: dict[str, Any] | None = None,
+    device: torch.device | str = "cpu",
 ) -> list[dict[str, Any]]:
     """Attribute every sample of ``data`` and write ``NNNN.png`` (heatmap over the image) and
     ``NNNN.npy`` (the raw map, (C, H, W)) per sample into ``out``; returns one row per sample.
@@ -99,7 +100,9 @@ def attribute_to_dir(
     out = Path(out)
     rows: list[dict[str, Any]] = []
     index = 0
+    model.module.to(device)
     for x, y in data.batches(batch_size):
+        x = x.to(device)
         with torch.no_grad():
             pred = model.module(x).argmax(1)
         maps = attribute(model, x, pred, method=method, params=params)
@@ -107,7 +110,7 @@ def attribute_to_dir(
         for i in range(x.shape[0]):
             stem = f"{index:04d}"
             atomic_write_bytes(out / f"{stem}.npy", _npy_bytes(maps[i]))
-            png = heatmap_png(x[i], reduced[i], model.card.value_range)
+            png = heatmap_png(x[i].cpu(), reduced[i].cpu(), model.card.value_range)
             atomic_write_bytes(out / f"{stem}.png", png)
             classes = model.card.classes
             rows.append(

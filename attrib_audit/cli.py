@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from attrib_audit.device import resolve_device
 from attrib_audit.errors import AttribAuditError
 
 app = typer.Typer(
@@ -78,6 +79,41 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for every random choi
 BetaOpt = Annotated[
     float, typer.Option("--beta", help="Softplus sharpness of the smooth surrogate.")
 ]
+
+
+def _load_config(ctx: typer.Context, _param, path: Path | None) -> Path | None:
+    """``--config FILE``: a TOML table of this command's options, used as their defaults
+    (flags given on the command line still win)."""
+    if path is None:
+        return None
+    from attrib_audit.models.card import tomllib
+
+    try:
+        table = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        _fail(f"cannot read config {path}: {exc.strerror}")
+    except tomllib.TOMLDecodeError as exc:
+        _fail(f"config {path} is not valid TOML: {exc}")
+    names = {p.name for p in ctx.command.params}
+    values = {k.replace("-", "_"): v for k, v in table.items()}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        valid = ", ".join(sorted(n.replace("_", "-") for n in names if n != "config"))
+        _fail(f"config {path}: unknown option(s) {', '.join(unknown)}; valid: {valid}")
+    ctx.default_map = {**(ctx.default_map or {}), **values}
+    return path
+
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="TOML file holding any of this command's options (flags still win).",
+        is_eager=True,
+        callback=_load_config,
+    ),
+]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -147,6 +183,8 @@ def inspect(
     ] = None,
     samples: SamplesOpt = 64,
     beta: BetaOpt = 10.0,
+    device: DeviceOpt = "auto",
+    config: ConfigOpt = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the result as JSON on stdout.")
     ] = False,
@@ -155,6 +193,7 @@ def inspect(
     from attrib_audit.models.inspection import inspect_model
 
     def go():
+        dev = resolve_device(device)
         loaded = _load(
             model, arch, card, input_shape, value_range, mean, std, classes, trust_checkpoint
         )
@@ -170,7 +209,7 @@ def inspect(
                 samples=samples,
             )
             x = next(src.batches(len(src)))[0]
-        return inspect_model(loaded, beta=beta, x=x)
+        return inspect_model(loaded, beta=beta, x=x, device=dev)
 
     info = run(go)
     if as_json:
@@ -240,6 +279,8 @@ def attribute(
     batch_size: BatchOpt = 32,
     max_batch: MaxBatchOpt = None,
     seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    config: ConfigOpt = None,
     explain: Annotated[
         str, typer.Option("--explain", help="Quantity explained: logit, probability or loss.")
     ] = "logit",
@@ -284,6 +325,7 @@ def attribute(
     }.get(method, {})
 
     def go():
+        dev = resolve_device(device)
         loaded = _load(
             model, arch, card, input_shape, value_range, mean, std, classes, trust_checkpoint
         )
@@ -304,6 +346,7 @@ def attribute(
             reduce=reduce,
             batch_size=batch_size,
             params=settings,
+            device=dev,
         )
 
     rows = run(go)

@@ -127,3 +127,67 @@ def test_api_attribute_rejects_a_misspelt_setting(digits_model):
     # a setting of another method is ignored, so one set of options serves every method
     sm = attribute(digits_model, x, method="sm", steps=4)
     assert sm.shape == x.shape
+
+
+def test_config_file_sets_options_and_flags_win(tmp_path):
+    cfg = tmp_path / "audit.toml"
+    cfg.write_text('method = "sm"\nsamples = 2\n')
+    out = tmp_path / "maps"
+    result = runner.invoke(
+        app, ["attribute", DIGITS, "digits", "--config", str(cfg), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "sm maps" in result.stdout and len(list(out.glob("*.npy"))) == 2
+    result = runner.invoke(
+        app,
+        [
+            "attribute",
+            DIGITS,
+            "digits",
+            "--config",
+            str(cfg),
+            "--samples",
+            "1",
+            "--out",
+            str(tmp_path / "one"),
+        ],
+    )
+    assert len(list((tmp_path / "one").glob("*.npy"))) == 1
+    cfg.write_text("sample = 2\n")
+    result = runner.invoke(app, ["attribute", DIGITS, "digits", "--config", str(cfg)])
+    assert result.exit_code == 2 and "unknown option(s) sample" in result.stderr
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_a_gpu_is_a_clear_error():
+    result = runner.invoke(app, ["inspect", DIGITS, "--device", "cuda"])
+    assert result.exit_code == 2
+    assert "no CUDA device is available" in result.stderr
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
+def test_attribute_on_cuda_matches_cpu(tmp_path):
+    for device in ("cpu", "cuda"):
+        result = runner.invoke(
+            app,
+            [
+                "attribute",
+                DIGITS,
+                "digits",
+                "--samples",
+                "4",
+                "--method",
+                "ig",
+                "--device",
+                device,
+                "--out",
+                str(tmp_path / device),
+            ],
+        )
+        assert result.exit_code == 0, result.output
+    np.testing.assert_allclose(
+        np.load(tmp_path / "cuda" / "0003.npy"),
+        np.load(tmp_path / "cpu" / "0003.npy"),
+        rtol=1e-4,
+        atol=1e-5,
+    )

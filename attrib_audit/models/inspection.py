@@ -36,6 +36,7 @@ def inspect_model(
     x: Tensor | None = None,
     probe_size: int = 32,
     seed: int = 0,
+    device: torch.device | str = "cpu",
 ) -> dict[str, Any]:
     """Format, hash, card, parameters, activations and surrogate agreement of a model.
 
@@ -50,6 +51,8 @@ def inspect_model(
         on = "uniform noise"
     else:
         on = "data"
+    module.to(device)
+    x = x.to(device)
     acts = Counter(type(m).__name__ for m in module.modules() if isinstance(m, _ACTIVATIONS))
     relus = find_relus(module, x[:1])
     functional = [r for r in relus if " in forward of " in r]

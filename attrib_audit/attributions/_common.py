@@ -1,0 +1,118 @@
+"""What every attribution method shares: the quantity explained and the folded gradient."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+Explain = Literal["logit", "probability", "loss"]
+EXPLAIN_CHOICES: tuple[str, ...] = ("logit", "probability", "loss")
+
+
+def quantity(logits: Tensor, target: Tensor, explain: str = "logit") -> Tensor:
+    """The per-sample scalar an attribution explains.
+
+    Shape:
+        logits: (B, K)
+        target: (B,)
+        returns: (B,)
+    """
+    if logits.dim() != 2:
+        raise ValueError(f"model must return logits of shape (B, K), got {tuple(logits.shape)}")
+    if explain == "logit":
+        return logits.gather(1, target[:, None]).squeeze(1)
+    if explain == "probability":
+        return logits.softmax(1).gather(1, target[:, None]).squeeze(1)
+    if explain == "loss":
+        return F.cross_entropy(logits, target, reduction="none")
+    raise ValueError(f"explain must be one of {', '.join(EXPLAIN_CHOICES)}, got {explain!r}")
+
+
+def check_inputs(x: Tensor, target: Tensor) -> None:
+    if x.dim() < 2:
+        raise ValueError(f"x must have shape (B, ...), got {tuple(x.shape)}")
+    if target.shape != (x.shape[0],):
+        raise ValueError(
+            f"target must have shape (B,) = ({x.shape[0]},), got {tuple(target.shape)}"
+        )
+
+
+def gradients(
+    model: nn.Module,
+    points: Tensor,
+    target: Tensor,
+    *,
+    explain: str = "logit",
+    create_graph: bool = False,
+    max_batch: int | None = None,
+) -> Tensor:
+    """Gradient of the explained quantity at each row of ``points``, in chunks of ``max_batch``.
+
+    With ``create_graph=True`` the result stays differentiable with respect to whatever
+    ``points`` was computed from (an attack's ``x``), so it can be differentiated again.
+
+    Shape:
+        points: (N, ...)
+        target: (N,)
+        returns: (N, ...)
+    """
+    n = points.shape[0]
+    step = n if not max_batch or max_batch >= n else max_batch
+    if step < 1:
+        raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+    out = []
+    for start in range(0, n, step):
+        chunk = points[start : start + step]
+        if not create_graph or not chunk.requires_grad:
+            chunk = chunk.detach().requires_grad_(True)
+        with torch.enable_grad():
+            scores = quantity(model(chunk), target[start : start + step], explain)
+            (grad,) = torch.autograd.grad(scores.sum(), chunk, create_graph=create_graph)
+        out.append(grad)
+    return out[0] if len(out) == 1 else torch.cat(out)
+
+
+def make_generator(x: Tensor, seed: int | None, generator: torch.Generator | None):
+    """The generator noise is drawn from: the caller's, a fresh seeded one, or the global RNG."""
+    if generator is not None:
+        return generator
+    if seed is None:
+        return None
+    g = torch.Generator(device=x.device)
+    g.manual_seed(seed)
+    return g
+
+
+def folded_mean_gradient(
+    model: nn.Module,
+    x: Tensor,
+    target: Tensor,
+    noise: Tensor,
+    *,
+    explain: str,
+    create_graph: bool,
+    max_batch: int | None,
+) -> Tensor:
+    """Mean over samples of the gradient at ``x + noise``, samples folded into the batch.
+
+    Shape:
+        x: (B, ...)
+        noise: (n, B, ...)
+        returns: (B, ...)
+    """
+    n = noise.shape[0]
+    if noise.shape[1:] != x.shape:
+        raise ValueError(f"noise must have shape (n, *x.shape), got {tuple(noise.shape)}")
+    points = (x.unsqueeze(0) + noise).reshape(n * x.shape[0], *x.shape[1:])
+    grads = gradients(
+        model,
+        points,
+        target.repeat(n),
+        explain=explain,
+        create_graph=create_graph,
+        max_batch=max_batch,
+    )
+    return grads.reshape(n, *x.shape).mean(0)
