@@ -362,6 +362,296 @@ def attribute(
         out.print(f"... and {len(rows) - 20} more")
 
 
+def _split(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+def _progress_bar():
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    )
+
+
+def _print_gate(report: dict) -> int:
+    from attrib_audit.report.console import gate_table
+
+    table = gate_table(report)
+    if table is not None:
+        out.print(table)
+        verdict = "[bold green]PASS[/]" if report["gate"]["passed"] else "[bold red]FAIL[/]"
+        out.print(f"gate: {verdict}")
+    return 0 if report["gate"]["passed"] else 1
+
+
+@app.command()
+def audit(
+    model: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Checkpoint to audit (default: the bundled digits model).", show_default=False
+        ),
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data", help="Images folder, .npz/.pt, or a built-in (digits, fashion-mnist:test)."
+        ),
+    ] = None,
+    arch: ArchOpt = None,
+    card: CardOpt = None,
+    input_shape: ShapeOpt = None,
+    value_range: RangeOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    classes: ClassesOpt = None,
+    trust_checkpoint: TrustOpt = False,
+    samples: SamplesOpt = 100,
+    batch_size: BatchOpt = 64,
+    max_batch: MaxBatchOpt = None,
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = 0,
+    config: ConfigOpt = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            "--preset", help="A paper's protocol: mnist, fashion-mnist, gtsrb, flower, cifar10-ssr."
+        ),
+    ] = None,
+    methods: Annotated[
+        str | None, typer.Option("--methods", help="Comma-separated methods (default sm,ig).")
+    ] = None,
+    attacks: Annotated[
+        str | None,
+        typer.Option("--attacks", help="Comma-separated attacks (default ifia-topk,random)."),
+    ] = None,
+    metrics: Annotated[
+        str | None, typer.Option("--metrics", help="Comma-separated metrics (default: all).")
+    ] = None,
+    epsilon: Annotated[
+        str | None,
+        typer.Option(
+            "--epsilon",
+            help="Comma-separated radii in the value range, fractions allowed "
+            "(default 2/255,4/255,8/255).",
+        ),
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option("--steps", help="Attack iterations (default 20).")
+    ] = None,
+    step_size: Annotated[
+        str | None, typer.Option("--step-size", help="Attack step (default 2.5*epsilon/steps).")
+    ] = None,
+    restarts: Annotated[
+        int | None, typer.Option("--restarts", help="Extra random starts per attack.")
+    ] = None,
+    k: Annotated[
+        int | None,
+        typer.Option(
+            "--k", help="k of the measured top-k intersection (default: an eighth of the pixels)."
+        ),
+    ] = None,
+    attack_k: Annotated[
+        int | None, typer.Option("--attack-k", help="k the top-k attack targets (default: --k).")
+    ] = None,
+    ig_steps: Annotated[
+        int | None, typer.Option("--ig-steps", help="IG points on the path (default 16).")
+    ] = None,
+    ig_method: Annotated[str | None, typer.Option("--ig-method", help="IG quadrature.")] = None,
+    sg_samples: Annotated[
+        int | None, typer.Option("--sg-samples", help="SmoothGrad noise samples.")
+    ] = None,
+    sg_sigma: Annotated[
+        float | None,
+        typer.Option("--sg-sigma", help="SmoothGrad sigma (fraction of the value range)."),
+    ] = None,
+    ug_samples: Annotated[
+        int | None, typer.Option("--ug-samples", help="UniformGrad noise samples.")
+    ] = None,
+    ug_radius: Annotated[
+        float | None,
+        typer.Option("--ug-radius", help="UniformGrad radius (fraction of the value range)."),
+    ] = None,
+    reduce: Annotated[
+        str, typer.Option("--reduce", help="Channel reduction: sum-abs, sum, l2.")
+    ] = "sum-abs",
+    explain: Annotated[
+        str, typer.Option("--explain", help="logit, probability or loss.")
+    ] = "logit",
+    beta: BetaOpt = 10.0,
+    transfer: Annotated[
+        bool,
+        typer.Option("--transfer", help="Also evaluate each perturbation on every other method."),
+    ] = False,
+    adv_accuracy: Annotated[
+        bool, typer.Option("--adv-accuracy", help="Also measure PGD adversarial accuracy.")
+    ] = False,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the reports.")] = Path(
+        "attrib-audit-report"
+    ),
+    formats: Annotated[
+        str, typer.Option("--format", help="Comma-separated: json, html, junit.")
+    ] = "json,html,junit",
+    require: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--require", help="Gate expression, e.g. 'topk_intersection>=0.5' (repeatable)."
+        ),
+    ] = None,
+    baseline: Annotated[
+        Path | None, typer.Option("--baseline", help="Earlier report.json to compare against.")
+    ] = None,
+    max_drop: Annotated[
+        float | None,
+        typer.Option(
+            "--max-drop", help="Largest allowed regression of any summary metric vs --baseline."
+        ),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue an interrupted audit in --out.")
+    ] = False,
+) -> None:
+    """Attack a model's attributions, measure how far they move, write reports, gate CI."""
+    from attrib_audit.audit import AuditConfig
+    from attrib_audit.audit import audit as run_audit
+    from attrib_audit.models.card import parse_floats, parse_ints
+    from attrib_audit.report.console import summary_table
+
+    def go():
+        cfg = AuditConfig(
+            model=str(model) if model else None,
+            arch=arch,
+            card=str(card) if card else None,
+            input_shape=parse_ints(input_shape, "--input-shape") if input_shape else None,
+            value_range=parse_floats(value_range, "--value-range") if value_range else None,
+            mean=parse_floats(mean, "--mean") if mean else None,
+            std=parse_floats(std, "--std") if std else None,
+            classes=tuple(_split(classes)) if classes else None,
+            trust=trust_checkpoint,
+            data=data,
+            samples=samples,
+            batch_size=batch_size,
+            max_batch=max_batch,
+            methods=_split(methods),
+            attacks=_split(attacks),
+            metrics=_split(metrics),
+            epsilons=list(parse_floats(epsilon, "--epsilon")) if epsilon else None,
+            steps=steps,
+            step_size=parse_floats(step_size, "--step-size")[0] if step_size else None,
+            restarts=restarts,
+            k=k,
+            attack_k=attack_k,
+            ig_steps=ig_steps,
+            ig_method=ig_method,
+            sg_samples=sg_samples,
+            sg_sigma=sg_sigma,
+            ug_samples=ug_samples,
+            ug_radius=ug_radius,
+            reduce=reduce,
+            explain=explain,
+            beta=beta,
+            preset=preset,
+            transfer=transfer,
+            adv_accuracy=adv_accuracy,
+            require=list(require or []),
+            baseline=str(baseline) if baseline else None,
+            max_drop=max_drop,
+            seed=seed,
+            device=device,
+            out=str(out_dir),
+            formats=_split(formats) or [],
+            resume=resume,
+        )
+        with _progress_bar() as bar:
+            task = bar.add_task("auditing", total=None)
+
+            def progress(done: int, total: int, label: str) -> None:
+                bar.update(task, completed=done, total=total, description=label)
+
+            return run_audit(cfg, progress=progress)
+
+    try:
+        report = run(go)
+    except typer.Exit as exc:
+        if exc.exit_code == 130:
+            err.print(f"the finished part is kept in {out_dir}; rerun with --resume to continue")
+        raise
+    out.print(summary_table(report))
+    for fmt in _split(formats) or []:
+        from attrib_audit.report import FILENAMES
+
+        out.print(f"wrote {out_dir / FILENAMES[fmt]}")
+    raise typer.Exit(_print_gate(report))
+
+
+@app.command()
+def gate(
+    report_path: Annotated[
+        Path, typer.Argument(help="report.json of an audit.", show_default=False)
+    ],
+    require: Annotated[
+        list[str] | None, typer.Option("--require", help="Gate expression (repeatable).")
+    ] = None,
+    baseline: Annotated[
+        Path | None, typer.Option("--baseline", help="Earlier report.json.")
+    ] = None,
+    max_drop: Annotated[
+        float | None, typer.Option("--max-drop", help="Largest allowed regression vs --baseline.")
+    ] = None,
+    junit: Annotated[
+        Path | None, typer.Option("--junit", help="Also write the checks as JUnit XML here.")
+    ] = None,
+) -> None:
+    """Check an existing report against thresholds and a baseline; exit 1 when a check fails."""
+    from attrib_audit.io import atomic_write_text
+    from attrib_audit.report import evaluate_gate, junit_xml, load_report
+
+    def go():
+        report = load_report(report_path)
+        report["gate"] = evaluate_gate(
+            report, list(require or []), baseline=baseline, max_drop=max_drop
+        )
+        if not report["gate"]["checks"]:
+            raise AttribAuditError("nothing to check: pass --require EXPR or --baseline OLD.json")
+        if junit is not None:
+            atomic_write_text(junit, junit_xml(report))
+        return report
+
+    raise typer.Exit(_print_gate(run(go)))
+
+
+@app.command()
+def compare(
+    a: Annotated[Path, typer.Argument(help="First report.json (before).", show_default=False)],
+    b: Annotated[Path, typer.Argument(help="Second report.json (after).", show_default=False)],
+) -> None:
+    """Two reports' summaries side by side (before/after)."""
+    from attrib_audit.report import load_report
+    from attrib_audit.report.console import compare_table
+
+    ra, rb = run(lambda: (load_report(a), load_report(b)))
+    out.print(
+        compare_table(
+            ra, rb, a.name if a.name != b.name else str(a), b.name if a.name != b.name else str(b)
+        )
+    )
+
+
 @app.command()
 def plugins() -> None:
     """Every registered method, attack, metric, objective and loader, with its source."""

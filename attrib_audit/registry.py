@@ -171,6 +171,12 @@ def _register_builtin_metrics() -> None:
     metrics.register_builtins(METRICS)
 
 
+def _register_builtin_attacks() -> None:
+    from attrib_audit import attacks
+
+    attacks.register_builtins(ATTACKS)
+
+
 def _register_builtin_loaders() -> None:
     from attrib_audit.models import loading
 
@@ -179,4 +185,5 @@ def _register_builtin_loaders() -> None:
 
 METHODS.set_builtins(_register_builtin_methods)
 METRICS.set_builtins(_register_builtin_metrics)
+ATTACKS.set_builtins(_register_builtin_attacks)
 LOADERS.set_builtins(_register_builtin_loaders)

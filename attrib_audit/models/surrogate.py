@@ -161,6 +161,13 @@ class SmoothSurrogate(nn.Module):
         self.replaced = replaced
         self.unreplaced = unreplaced
 
+    def set_beta(self, beta: float) -> None:
+        """Change the sharpness everywhere (the manipulate attack anneals it)."""
+        self.beta = float(beta)
+        for m in self.module.modules():
+            if isinstance(m, SmoothActivation):
+                m.beta = self.beta
+
     def forward(self, *args, **kwargs):
         with _SoftplusMode(self.beta):
             return self.module(*args, **kwargs)

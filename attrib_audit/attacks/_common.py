@@ -1,0 +1,121 @@
+"""What every attack shares: state preservation, projection, goals on reduced maps."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import Tensor, nn
+
+from attrib_audit.metrics.center_of_mass import center_of_mass
+from attrib_audit.metrics.reduce import reduce_map
+from attrib_audit.metrics.topk import topk_mask
+
+
+@contextmanager
+def preserved(*modules: nn.Module) -> Iterator[None]:
+    """Put modules in eval mode with frozen parameters; restore mode and ``requires_grad``
+    flags on the way out, whatever happens."""
+    saved = [(m, m.training, [(p, p.requires_grad) for p in m.parameters()]) for m in modules]
+    try:
+        for m in modules:
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad_(False)
+        yield
+    finally:
+        for m, training, flags in saved:
+            m.train(training)
+            for p, flag in flags:
+                p.requires_grad_(flag)
+
+
+def project(x_adv: Tensor, x: Tensor, epsilon: float, value_range) -> Tensor:
+    """Into the L-inf ball of radius epsilon around x, and into the value range."""
+    lo, hi = value_range
+    return torch.minimum(torch.maximum(x_adv, x - epsilon), x + epsilon).clamp(lo, hi)
+
+
+def uniform_in_ball(x: Tensor, epsilon: float, value_range, generator) -> Tensor:
+    u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return project(x + (2 * u - 1) * epsilon, x, epsilon, value_range)
+
+
+def make_generator(x: Tensor, seed: int | None) -> torch.Generator | None:
+    if seed is None:
+        return None
+    g = torch.Generator(device=x.device)
+    g.manual_seed(seed)
+    return g
+
+
+def predict(model: nn.Module, x: Tensor) -> Tensor:
+    with torch.no_grad():
+        return model(x).argmax(1)
+
+
+def normalized(m: Tensor) -> Tensor:
+    """A reduced map (B, H, W) scaled to unit mass per sample (absolute values)."""
+    m = m.abs()
+    return m / m.sum((1, 2), keepdim=True).clamp_min(1e-30)
+
+
+def reduced(
+    method, model: nn.Module, x: Tensor, target: Tensor, reduce: str, create_graph: bool = False
+) -> Tensor:
+    return reduce_map(method(model, x, target, create_graph=create_graph), reduce)
+
+
+def check_args(x: Tensor, epsilon: float, steps: int, step_size: float) -> None:
+    if x.dim() != 4:
+        raise ValueError(f"x must have shape (B, C, H, W), got {tuple(x.shape)}")
+    if epsilon < 0:
+        raise ValueError(f"epsilon must be >= 0, got {epsilon}")
+    if steps < 0 or step_size < 0:
+        raise ValueError("steps and step_size must be >= 0")
+
+
+class Goal:
+    """A dissimilarity D(map) to maximise, fixed by the clean map (Ghorbani et al.).
+
+    ``topk``: minus the mass of the normalised map on the clean top-k pixels;
+    ``mass-center``: distance of the map's center of mass from the clean one;
+    ``targeted``: the mass on a target region (a square of about k pixels in the corner
+    farthest from the clean center of mass, unless a region is given).
+    """
+
+    def __init__(self, kind: str, clean: Tensor, k: int, region: Tensor | None = None) -> None:
+        self.kind = kind
+        b, h, w = clean.shape
+        k = max(1, min(k, h * w))
+        if kind == "topk":
+            self.mask = topk_mask(clean.reshape(b, -1), k).reshape(b, h, w).to(clean.dtype)
+        elif kind == "mass-center":
+            self.com = center_of_mass(clean)
+        elif kind == "targeted":
+            self.mask = (region if region is not None else corner_region(clean, k)).to(clean)
+        else:
+            raise ValueError(f"unknown IFIA goal {kind!r}")
+
+    def __call__(self, m: Tensor) -> Tensor:
+        """Per-sample dissimilarity of reduced maps (B, H, W) -> (B,)."""
+        if self.kind == "topk":
+            return -(normalized(m) * self.mask).sum((1, 2))
+        if self.kind == "mass-center":
+            return (center_of_mass(m) - self.com).norm(dim=1)
+        return (normalized(m) * self.mask).sum((1, 2))
+
+
+def corner_region(clean: Tensor, k: int) -> Tensor:
+    """(B, H, W) masks: a square of about k pixels in the corner farthest from the clean
+    center of mass."""
+    b, h, w = clean.shape
+    side = max(1, min(h, w, round(k**0.5)))
+    com = center_of_mass(clean)
+    masks = torch.zeros(b, h, w, dtype=torch.bool, device=clean.device)
+    for i in range(b):  # B corner choices; the work itself stays batched
+        top = 0 if com[i, 0] >= (h - 1) / 2 else h - side
+        left = 0 if com[i, 1] >= (w - 1) / 2 else w - side
+        masks[i, top : top + side, left : left + side] = True
+    return masks

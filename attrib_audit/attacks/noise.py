@@ -1,0 +1,56 @@
+"""Uniform noise in the epsilon ball: the floor every real attack must beat."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from attrib_audit.attacks._common import (
+    check_args,
+    make_generator,
+    predict,
+    preserved,
+    uniform_in_ball,
+)
+
+
+def random_noise(
+    model: nn.Module,
+    surrogate: nn.Module,
+    x: Tensor,
+    target: Tensor,
+    method: Callable[..., Tensor] | None = None,
+    *,
+    epsilon: float,
+    steps: int = 0,
+    step_size: float = 0.0,
+    restarts: int = 0,
+    value_range: tuple[float, float] = (0.0, 1.0),
+    seed: int | None = None,
+) -> Tensor:
+    """x plus U[-epsilon, epsilon]^d, clipped to the value range; ``restarts`` more draws
+    for samples whose prediction changed; x itself where every draw changed it.
+
+    ``steps`` and ``step_size`` are accepted for the common contract and unused.
+
+    Shape:
+        x: (B, C, H, W)
+        returns: (B, C, H, W)
+    """
+    check_args(x, epsilon, steps, step_size)
+    x = x.detach()
+    with preserved(model, surrogate):
+        if epsilon == 0:
+            return x.clone()
+        pred = predict(model, x)
+        gen = make_generator(x, seed)
+        best = x.clone()
+        done = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        for _ in range(restarts + 1):
+            x_adv = uniform_in_ball(x, epsilon, value_range, gen)
+            take = (predict(model, x_adv) == pred) & ~done
+            best = torch.where(take[:, None, None, None], x_adv, best)
+            done |= take
+    return best

@@ -1,0 +1,151 @@
+"""The JSON report (schema_version 1, DESIGN section 9) from the audit's rows."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from attrib_audit.metrics.aggregate import auc_log2, summarize
+
+SCHEMA_VERSION = 1
+
+
+def _key(row: dict) -> tuple:
+    return (row["method"], row["attack"], row["epsilon"], row["transfer_from"])
+
+
+def aggregate(rows: list[dict], metrics: list[str], seed: int) -> list[dict[str, Any]]:
+    """One result row per (method, attack, epsilon, transfer source)."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[_key(r)].append(r)
+    results = []
+    for (method, attack, eps, source), items in sorted(
+        groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2], kv[0][3] or "")
+    ):
+        metric_summaries = {}
+        for name in metrics:
+            vals = [np.nan if r[name] is None else r[name] for r in items]
+            metric_summaries[name] = summarize(vals, seed=seed).as_dict()
+        results.append(
+            {
+                "method": method,
+                "attack": attack,
+                "epsilon": eps,
+                "transfer_from": source,
+                "n": len(items),
+                "prediction_kept": float(np.mean([r["prediction_kept"] for r in items])),
+                "metrics": metric_summaries,
+            }
+        )
+    return results
+
+
+def auc_table(results: list[dict], metrics: list[str]) -> dict[str, Any]:
+    """AUC over log2 epsilon of each metric's mean, per direct (method, attack)."""
+    curves: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for r in results:
+        if r["transfer_from"] is None and r["epsilon"] > 0:
+            curves[(r["method"], r["attack"])].append(r)
+    table: dict[str, Any] = {}
+    for (method, attack), items in curves.items():
+        if len({i["epsilon"] for i in items}) < 2:
+            continue
+        eps = [i["epsilon"] for i in items]
+        table.setdefault(method, {})[attack] = {
+            name: _clean(auc_log2(eps, [i["metrics"][name]["mean"] for i in items]))
+            for name in metrics
+        }
+    return table
+
+
+def summary_table(results: list[dict], metrics: list[str]) -> dict[str, dict[str, Any]]:
+    """Per method: each metric's worst mean over attacks (and transfers) at the largest
+    epsilon. Worst is the minimum for metrics where higher is robust, the maximum otherwise."""
+    from attrib_audit.registry import METRICS
+
+    out: dict[str, dict[str, Any]] = {}
+    for method in sorted({r["method"] for r in results}):
+        mine = [r for r in results if r["method"] == method]
+        eps = max(r["epsilon"] for r in mine)
+        at = [r for r in mine if r["epsilon"] == eps]
+        out[method] = {}
+        for name in metrics:
+            higher = METRICS.get(name).meta.get("higher_is_robust", True)
+            vals = [r["metrics"][name]["mean"] for r in at]
+            vals = [v for v in vals if v is not None and not np.isnan(v)]
+            out[method][name] = _clean((min if higher else max)(vals)) if vals else None
+    return out
+
+
+def _clean(v: float | None) -> float | None:
+    return None if v is None or np.isnan(v) else float(v)
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, float) and np.isnan(obj):
+        return None
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    return obj
+
+
+def build_report(state: dict, rows: list[dict], extras: dict) -> dict[str, Any]:
+    from attrib_audit import __version__
+    from attrib_audit.report.gate import evaluate_gate
+
+    cfg, loaded, surrogate = state["cfg"], state["loaded"], state["surrogate"]
+    results = aggregate(rows, cfg.metrics, cfg.seed)
+    agreement, cosine = extras["agreement"]
+    checked, disagreements = extras["onnx"]
+    model: dict[str, Any] = {
+        "path": str(loaded.path),
+        "format": loaded.format,
+        "sha256": loaded.sha256,
+        "card": loaded.card.to_dict(),
+        "surrogate": {
+            "beta": cfg.beta,
+            "prediction_agreement": agreement,
+            "map_cosine": cosine,
+            "unreplaced": list(surrogate.unreplaced),
+        },
+    }
+    if loaded.onnx_session is not None:
+        model["onnx"] = {
+            "conversion_max_abs_error": loaded.conversion_error,
+            "rechecked": checked,
+            "disagreements": disagreements,
+        }
+    config = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("resume",)}
+    n, n_correct = extras["n_samples"], extras["n_correct"]
+    report: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "tool": {"name": "attrib-audit", "version": __version__},
+        "model": model,
+        "data": {
+            "source": cfg.data,
+            "n_samples": n,
+            "n_correct": n_correct,
+            "clean_accuracy": n_correct / n if n else None,
+        },
+        "config": config,
+        "results": results,
+        "summary": summary_table(results, cfg.metrics) if results else {},
+    }
+    if len(set(cfg.epsilons)) >= 2:
+        report["auc"] = auc_table(results, cfg.metrics)
+    if extras["adv_accuracy"] is not None:
+        report["adversarial_accuracy"] = {repr(e): v for e, v in extras["adv_accuracy"].items()}
+    report = _json_safe(report)
+    report["gate"] = evaluate_gate(
+        report, cfg.require, baseline=cfg.baseline, max_drop=cfg.max_drop
+    )
+    report["samples"] = _json_safe(rows)
+    return report

@@ -1,0 +1,135 @@
+"""The JSON Schema of the report (schema_version 1); ``schema.json`` is generated from it."""
+
+from __future__ import annotations
+
+NUM = {"type": ["number", "null"]}
+SUMMARY = {
+    "type": "object",
+    "required": ["mean", "median", "ci95"],
+    "properties": {
+        "mean": NUM,
+        "median": NUM,
+        "ci95": {"type": "array", "items": NUM, "minItems": 2, "maxItems": 2},
+    },
+}
+
+SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "attrib-audit report",
+    "type": "object",
+    "required": [
+        "schema_version",
+        "tool",
+        "model",
+        "data",
+        "config",
+        "results",
+        "summary",
+        "gate",
+        "samples",
+    ],
+    "properties": {
+        "schema_version": {"const": 1},
+        "tool": {
+            "type": "object",
+            "required": ["name", "version"],
+            "properties": {"name": {"const": "attrib-audit"}, "version": {"type": "string"}},
+        },
+        "model": {
+            "type": "object",
+            "required": ["path", "format", "sha256", "card", "surrogate"],
+            "properties": {
+                "path": {"type": "string"},
+                "format": {"type": "string"},
+                "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                "card": {"type": "object"},
+                "surrogate": {
+                    "type": "object",
+                    "required": ["beta", "prediction_agreement", "map_cosine"],
+                    "properties": {
+                        "beta": {"type": "number"},
+                        "prediction_agreement": NUM,
+                        "map_cosine": NUM,
+                        "unreplaced": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
+                "onnx": {
+                    "type": "object",
+                    "required": ["conversion_max_abs_error", "rechecked", "disagreements"],
+                },
+            },
+        },
+        "data": {
+            "type": "object",
+            "required": ["source", "n_samples", "n_correct", "clean_accuracy"],
+            "properties": {
+                "source": {"type": "string"},
+                "n_samples": {"type": "integer", "minimum": 0},
+                "n_correct": {"type": "integer", "minimum": 0},
+                "clean_accuracy": NUM,
+            },
+        },
+        "config": {"type": "object", "required": ["seed"]},
+        "results": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["method", "attack", "epsilon", "n", "prediction_kept", "metrics"],
+                "properties": {
+                    "method": {"type": "string"},
+                    "attack": {"type": "string"},
+                    "epsilon": {"type": "number", "minimum": 0},
+                    "transfer_from": {"type": ["string", "null"]},
+                    "n": {"type": "integer", "minimum": 0},
+                    "prediction_kept": {"type": "number", "minimum": 0, "maximum": 1},
+                    "metrics": {"type": "object", "additionalProperties": SUMMARY},
+                },
+            },
+        },
+        "auc": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "additionalProperties": {"type": "object", "additionalProperties": NUM},
+            },
+        },
+        "adversarial_accuracy": {"type": "object", "additionalProperties": NUM},
+        "summary": {
+            "type": "object",
+            "additionalProperties": {"type": "object", "additionalProperties": NUM},
+        },
+        "gate": {
+            "type": "object",
+            "required": ["passed", "checks"],
+            "properties": {
+                "passed": {"type": "boolean"},
+                "checks": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["expr", "value", "passed"],
+                        "properties": {
+                            "expr": {"type": "string"},
+                            "value": NUM,
+                            "passed": {"type": "boolean"},
+                        },
+                    },
+                },
+            },
+        },
+        "samples": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["index", "label", "method", "attack", "epsilon"],
+                "properties": {
+                    "index": {"type": "integer"},
+                    "label": {"type": "integer"},
+                    "method": {"type": "string"},
+                    "attack": {"type": "string"},
+                    "epsilon": {"type": "number"},
+                },
+            },
+        },
+    },
+}
