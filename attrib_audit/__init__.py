@@ -5,12 +5,22 @@ from __future__ import annotations
 from importlib import metadata
 
 from attrib_audit.api import attribute
+from attrib_audit.audit import AuditConfig, audit
 from attrib_audit.errors import AttribAuditError
 from attrib_audit.models import load_model
+from attrib_audit.report.gate import evaluate_gate as gate
 
 try:
     __version__ = metadata.version("attrib-audit")
 except metadata.PackageNotFoundError:  # a source checkout that is not installed
     __version__ = "0.0.0"
 
-__all__ = ["AttribAuditError", "__version__", "attribute", "load_model"]
+__all__ = [
+    "AttribAuditError",
+    "AuditConfig",
+    "__version__",
+    "attribute",
+    "audit",
+    "gate",
+    "load_model",
+]

@@ -274,6 +274,15 @@ def _prepare(config: AuditConfig, device) -> dict[str, Any]:
     metrics = cfg.metrics or METRICS.names()
     for name in metrics:
         METRICS.get(name)
+    from attrib_audit.report.gate import validate_require
+
+    validate_require(cfg.require, cfg.methods, metrics)
+    if (
+        cfg.require
+        and any("adversarial_accuracy" in r for r in cfg.require)
+        and not cfg.adv_accuracy
+    ):
+        raise AttribAuditError("a --require on adversarial_accuracy needs --adv-accuracy")
     if not cfg.epsilons or any(e < 0 for e in cfg.epsilons):
         raise AttribAuditError("--epsilon needs one or more values >= 0")
     if cfg.batch_size < 1:

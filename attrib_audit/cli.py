@@ -577,13 +577,17 @@ def audit(
             formats=_split(formats) or [],
             resume=resume,
         )
-        with _progress_bar() as bar:
-            task = bar.add_task("auditing", total=None)
+        bar = _progress_bar()
+        task = bar.add_task("auditing", total=None)
 
-            def progress(done: int, total: int, label: str) -> None:
-                bar.update(task, completed=done, total=total, description=label)
+        def progress(done: int, total: int, label: str) -> None:
+            bar.start()  # on the first finished cell: setup errors print on a clean line
+            bar.update(task, completed=done, total=total, description=label)
 
+        try:
             return run_audit(cfg, progress=progress)
+        finally:
+            bar.stop()
 
     try:
         report = run(go)

@@ -191,3 +191,86 @@ def test_attribute_on_cuda_matches_cpu(tmp_path):
         rtol=1e-4,
         atol=1e-5,
     )
+
+
+AUDIT_QUICK = ["--samples", "12", "--steps", "3", "--ig-steps", "4", "--epsilon", "2/255,8/255"]
+
+
+def test_audit_with_no_model_writes_three_reports(tmp_path):
+    out = tmp_path / "r"
+    result = runner.invoke(app, ["audit", *AUDIT_QUICK, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["junit.xml", "report.html", "report.json"]
+    assert "topk_intersection" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "expr,code",
+    [
+        ("topk_intersection>=0.999", 1),
+        ("topk_intersection>=0", 0),
+        ("topk_intersection=>0", 2),
+        ("nope>=0", 2),
+        ("ug.kendall>=0", 2),
+    ],
+)
+def test_audit_exit_codes(tmp_path, expr, code):
+    result = runner.invoke(app, ["audit", *AUDIT_QUICK, "--require", expr, "--out", str(tmp_path)])
+    assert result.exit_code == code, result.output
+    if code == 2:
+        assert any(w in result.stderr for w in ("valid metrics", "malformed", "audited methods"))
+        assert not (tmp_path / "report.json").exists()  # refused before any work
+
+
+def test_gate_and_compare_commands(tmp_path):
+    out = tmp_path / "r"
+    runner.invoke(app, ["audit", *AUDIT_QUICK, "--out", str(out), "--format", "json"])
+    report = str(out / "report.json")
+    assert runner.invoke(app, ["gate", report, "--require", "kendall>=0"]).exit_code == 0
+    junit = tmp_path / "g.xml"
+    result = runner.invoke(
+        app, ["gate", report, "--require", "kendall>=1.1", "--junit", str(junit)]
+    )
+    assert result.exit_code == 1 and "FAIL" in result.stdout and junit.is_file()
+    assert runner.invoke(app, ["gate", report, "--baseline", report]).exit_code == 0
+    assert runner.invoke(app, ["gate", report]).exit_code == 2
+    assert (
+        runner.invoke(
+            app, ["gate", str(tmp_path / "none.json"), "--require", "kendall>=0"]
+        ).exit_code
+        == 2
+    )
+    result = runner.invoke(app, ["compare", report, report])
+    assert result.exit_code == 0 and "+0.000" in result.stdout
+
+
+def test_interrupted_audit_exits_130(tmp_path, monkeypatch):
+    import attrib_audit.audit as audit_module
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(audit_module, "_attack_cell", boom)
+    result = runner.invoke(app, ["audit", *AUDIT_QUICK, "--out", str(tmp_path)])
+    assert result.exit_code == 130 and "--resume" in result.stderr
+    assert not (tmp_path / "report.json").exists()
+
+
+@pytest.mark.slow
+def test_mnist_preset_gate_on_the_digits_model(tmp_path):
+    args = [
+        "audit",
+        DIGITS,
+        "--data",
+        "digits",
+        "--preset",
+        "mnist",
+        "--samples",
+        "16",
+        "--format",
+        "json",
+        "--out",
+        str(tmp_path),
+    ]
+    assert runner.invoke(app, [*args, "--require", "topk_intersection>=0.99"]).exit_code == 1
+    assert runner.invoke(app, [*args, "--require", "topk_intersection>=0"]).exit_code == 0

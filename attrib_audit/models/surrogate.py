@@ -218,7 +218,7 @@ def smooth_surrogate(module: nn.Module, beta: float = DEFAULT_BETA) -> SmoothSur
             f"{len(unreplaced)} ReLU(s) could not be made smooth: {'; '.join(unreplaced[:5])}",
             stacklevel=2,
         )
-    return SmoothSurrogate(copy_, float(beta), replaced, unreplaced)
+    return SmoothSurrogate(copy_, float(beta), replaced, unreplaced).train(module.training)
 
 
 _RELU_MODULES = (nn.ReLU, nn.Hardtanh, nn.LeakyReLU)

@@ -12,6 +12,7 @@ def _fmt(v: Any) -> str:
 
 
 def summary_table(report: dict[str, Any]) -> Table:
+    """Metrics as rows, methods as columns: fits a terminal whatever the metric names."""
     summary = report.get("summary", {})
     metrics = sorted({k for per in summary.values() for k in per})
     eps = max((r["epsilon"] for r in report["results"]), default=0)
@@ -19,12 +20,13 @@ def summary_table(report: dict[str, Any]) -> Table:
         title=f"worst case over attacks at epsilon {eps:.4g} "
         f"({report['data']['n_correct']} correctly classified samples)",
         title_justify="left",
+        min_width=64,
     )
-    table.add_column("method")
+    table.add_column("metric")
+    for method in summary:
+        table.add_column(method, justify="right")
     for m in metrics:
-        table.add_column(m, justify="right")
-    for method, per in summary.items():
-        table.add_row(method, *[_fmt(per.get(m)) for m in metrics])
+        table.add_row(m, *[_fmt(per.get(m)) for per in summary.values()])
     return table
 
 

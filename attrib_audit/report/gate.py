@@ -71,6 +71,17 @@ def _check(report: dict, expr: str) -> dict[str, Any]:
     return {"expr": expr, "value": worst, "passed": all(ok.values()), "per_method": per}
 
 
+def validate_require(require: list[str], methods: list[str], metrics: list[str]) -> None:
+    """Check expressions before an audit runs, so a typo fails at once (exit code 2)."""
+    stub = {
+        "data": {"clean_accuracy": 1.0},
+        "adversarial_accuracy": {"0": 1.0},
+        "summary": {m: dict.fromkeys(metrics, 0.0) for m in methods},
+    }
+    for expr in require:
+        _check(stub, expr)
+
+
 def load_report(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:

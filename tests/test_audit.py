@@ -1,0 +1,139 @@
+import json
+import xml.etree.ElementTree as ET
+
+import jsonschema
+import pytest
+
+from attrib_audit.audit import JOURNAL, AuditConfig, audit
+from attrib_audit.report import SCHEMA
+
+QUICK = {"samples": 24, "batch_size": 10, "steps": 4, "ig_steps": 4, "epsilons": [2 / 255, 8 / 255]}
+
+
+@pytest.fixture(scope="module")
+def quick_report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("audit")
+    report = audit(
+        AuditConfig(**QUICK, out=str(out), require=["topk_intersection>=0.1", "sm.kendall>=0.99"])
+    )
+    return report, out
+
+
+def test_report_validates_and_holds_the_contract(quick_report):
+    report, out = quick_report
+    jsonschema.validate(report, SCHEMA)
+    on_disk = json.loads((out / "report.json").read_text())
+    jsonschema.validate(on_disk, SCHEMA)
+    assert on_disk == json.loads(json.dumps(report))
+    assert report["data"]["n_samples"] == 24
+    n = report["data"]["n_correct"]
+    assert len(report["results"]) == 2 * 2 * 2  # methods x attacks x epsilons
+    assert all(r["n"] == n for r in report["results"])
+    assert len(report["samples"]) == 8 * n
+    assert set(report["auc"]) == {"sm", "ig"}
+    assert report["model"]["sha256"] and report["config"]["seed"] == 0
+    assert not (out / JOURNAL).exists()
+
+
+def test_random_is_the_floor(quick_report):
+    report, _ = quick_report
+    res = {
+        (r["method"], r["attack"], r["epsilon"]): r["metrics"]["topk_intersection"]["mean"]
+        for r in report["results"]
+    }
+    assert res[("sm", "ifia-topk", 8 / 255)] < res[("sm", "random", 8 / 255)]
+
+
+def test_gate_and_junit(quick_report):
+    report, out = quick_report
+    assert [c["passed"] for c in report["gate"]["checks"]] == [True, False]
+    root = ET.parse(out / "junit.xml").getroot()
+    cases = root.findall(".//testcase")
+    assert [c.get("name") for c in cases] == ["topk_intersection>=0.1", "sm.kendall>=0.99"]
+    assert cases[0].find("failure") is None and cases[1].find("failure") is not None
+    assert root.find("testsuite").get("failures") == "1"
+
+
+def test_html_has_every_section_and_escapes_user_strings(tmp_path):
+    hostile = "<script>alert('x')</script>"
+    classes = tuple([hostile] + [str(i) for i in range(1, 10)])
+    audit(
+        AuditConfig(
+            **{**QUICK, "samples": 10}, classes=classes, out=str(tmp_path), formats=["html"]
+        )
+    )
+    html = (tmp_path / "report.html").read_text()
+    for section in (
+        "verdict",
+        "summary",
+        "curves",
+        "distributions",
+        "gallery",
+        "surrogate",
+        "config",
+    ):
+        assert f'<section id="{section}">' in html
+    assert hostile not in html and "&lt;script&gt;" in html
+    assert html.count("data:image/png;base64,") >= 6
+
+
+def test_resume_after_an_interruption_gives_the_same_report(tmp_path, monkeypatch):
+    import attrib_audit.audit as audit_module
+
+    cfg = {**QUICK, "samples": 20}
+    whole = audit(AuditConfig(**cfg, out=str(tmp_path / "a")))
+    calls = []
+
+    def interrupt(done, total, label):
+        calls.append(done)
+        if done == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        audit(AuditConfig(**cfg, out=str(tmp_path / "b")), progress=interrupt)
+    assert (tmp_path / "b" / JOURNAL).exists() and not (tmp_path / "b" / "report.json").exists()
+    redone = []
+    real = audit_module._attack_cell
+    monkeypatch.setattr(
+        audit_module, "_attack_cell", lambda *a, **k: redone.append(a[2:5]) or real(*a, **k)
+    )
+    resumed = audit(AuditConfig(**cfg, out=str(tmp_path / "b"), resume=True))
+    assert len(redone) == 16 - 5  # 2 batches x 8 cells, 5 finished before the interruption
+    resumed["config"].pop("out")
+    whole["config"].pop("out")
+    assert json.dumps(resumed, sort_keys=True) == json.dumps(whole, sort_keys=True)
+    assert not (tmp_path / "b" / JOURNAL).exists()
+
+
+def test_resume_refuses_other_settings(tmp_path):
+    from attrib_audit.errors import AttribAuditError
+
+    def interrupt(done, total, label):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        audit(AuditConfig(**QUICK, out=str(tmp_path)), progress=interrupt)
+    with pytest.raises(AttribAuditError, match="other settings"):
+        audit(AuditConfig(**{**QUICK, "steps": 5}, out=str(tmp_path), resume=True))
+
+
+def test_onnx_model_is_rechecked_on_onnxruntime(tmp_path):
+    from attrib_audit.models import sample_model
+
+    report = audit(
+        AuditConfig(
+            **{**QUICK, "samples": 10}, model=str(sample_model(fmt="onnx")), data="digits", out=None
+        )
+    )
+    onnx = report["model"]["onnx"]
+    assert onnx["rechecked"] == 8 * report["data"]["n_correct"]
+    assert onnx["disagreements"] == 0
+    assert all(r["prediction_kept"] == 1.0 for r in report["results"])
+
+
+def test_preset_scales_k_to_the_image(tmp_path):
+    report = audit(AuditConfig(preset="mnist", samples=4, steps=2, ig_steps=4, out=None))
+    cfg = report["config"]
+    assert cfg["epsilons"] == [0.3] and cfg["methods"] == ["ig"]
+    assert cfg["attack_k"] == 16 and cfg["k"] == 8  # 200 and 100 of 784 pixels, on 64
+    assert cfg["steps"] == 2  # a flag wins over the preset
