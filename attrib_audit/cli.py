@@ -587,7 +587,8 @@ def audit(
         try:
             return run_audit(cfg, progress=progress)
         finally:
-            bar.stop()
+            if bar.live.is_started:
+                bar.stop()
 
     try:
         report = run(go)
@@ -654,6 +655,181 @@ def compare(
             ra, rb, a.name if a.name != b.name else str(a), b.name if a.name != b.name else str(b)
         )
     )
+
+
+def _parse_params(items: list[str] | None) -> dict[str, Any]:
+    """``--param name=value`` (literal values: numbers, booleans, strings)."""
+    import ast
+
+    params: dict[str, Any] = {}
+    for item in items or []:
+        name, sep, text = item.partition("=")
+        if not sep or not name.strip():
+            raise AttribAuditError(f"--param {item!r}: use name=value, e.g. --param lam=0.5")
+        try:
+            params[name.strip()] = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            params[name.strip()] = text.strip()
+    return params
+
+
+@app.command()
+def finetune(
+    model: ModelArg,
+    objective: Annotated[
+        str,
+        typer.Option(
+            "--objective", help="natural, madry, ig-norm, ig-sum-norm, ssr, cacr-wacr, input-grad."
+        ),
+    ] = "ig-norm",
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            help="An objective parameter as name=value, e.g. lam=1.0, epsilon=0.1 (repeatable).",
+        ),
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option("--data", help="Training data (default digits:train for the bundled model)."),
+    ] = None,
+    arch: ArchOpt = None,
+    card: CardOpt = None,
+    input_shape: ShapeOpt = None,
+    value_range: RangeOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    classes: ClassesOpt = None,
+    trust_checkpoint: TrustOpt = False,
+    samples: SamplesOpt = None,
+    steps: Annotated[
+        int | None, typer.Option("--steps", help="Optimiser steps (default: one epoch).")
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", help="Epochs, when --steps is not given.")
+    ] = None,
+    batch_size: BatchOpt = 32,
+    optimizer: Annotated[str, typer.Option("--optimizer", help="adam or sgd.")] = "adam",
+    lr: Annotated[float, typer.Option("--lr", help="Learning rate.")] = 1e-3,
+    momentum: Annotated[float, typer.Option("--momentum", help="SGD momentum.")] = 0.9,
+    weight_decay: Annotated[float, typer.Option("--weight-decay", help="Weight decay.")] = 0.0,
+    schedule: Annotated[
+        str, typer.Option("--schedule", help="constant, cosine or step.")
+    ] = "constant",
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = 0,
+    config: ConfigOpt = None,
+    out_dir: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Folder for the new checkpoint, its card, the training state and the "
+            "before/after reports.",
+        ),
+    ] = Path("finetuned"),
+    checkpoint_every: Annotated[
+        int,
+        typer.Option(
+            "--checkpoint-every", help="Write the resumable training state every N steps."
+        ),
+    ] = 100,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue an interrupted run in --out.")
+    ] = False,
+    train_surrogate: Annotated[
+        bool,
+        typer.Option(
+            "--train-surrogate",
+            help="Train the softplus surrogate (smooth second derivatives), then copy its "
+            "weights back.",
+        ),
+    ] = False,
+    beta: BetaOpt = 10.0,
+    no_audit: Annotated[
+        bool, typer.Option("--no-audit", help="Skip the before/after audit.")
+    ] = False,
+    audit_data: Annotated[
+        str | None,
+        typer.Option(
+            "--audit-data",
+            help="Data for the before/after audit (default: the test split of --data).",
+        ),
+    ] = None,
+    audit_samples: Annotated[
+        int, typer.Option("--audit-samples", help="Samples in the before/after audit.")
+    ] = 100,
+    preset: Annotated[
+        str | None, typer.Option("--preset", help="Audit preset for the before/after audit.")
+    ] = None,
+) -> None:
+    """Fine-tune a model with a robust-attribution objective; audit it before and after."""
+    from attrib_audit.models.card import parse_floats, parse_ints
+    from attrib_audit.report.console import compare_table
+    from attrib_audit.training import FinetuneConfig
+    from attrib_audit.training import finetune as run_finetune
+
+    def go():
+        cfg = FinetuneConfig(
+            model=str(model),
+            objective=objective,
+            params=_parse_params(param),
+            data=data,
+            arch=arch,
+            card=str(card) if card else None,
+            input_shape=parse_ints(input_shape, "--input-shape") if input_shape else None,
+            value_range=parse_floats(value_range, "--value-range") if value_range else None,
+            mean=parse_floats(mean, "--mean") if mean else None,
+            std=parse_floats(std, "--std") if std else None,
+            classes=tuple(_split(classes)) if classes else None,
+            trust=trust_checkpoint,
+            samples=samples,
+            steps=steps,
+            epochs=epochs,
+            batch_size=batch_size,
+            optimizer=optimizer,
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            schedule=schedule,
+            device=device,
+            seed=seed,
+            out=str(out_dir),
+            checkpoint_every=checkpoint_every,
+            resume=resume,
+            train_surrogate=train_surrogate,
+            beta=beta,
+            audit=not no_audit,
+            audit_data=audit_data,
+            audit_samples=audit_samples,
+            audit_preset=preset,
+        )
+        bar = _progress_bar()
+        task = bar.add_task(f"fine-tuning ({objective})", total=None)
+
+        def progress(done: int, total: int, terms: dict) -> None:
+            bar.start()
+            shown = " ".join(f"{k}={v:.4g}" for k, v in terms.items())
+            bar.update(task, completed=done, total=total, description=f"{objective} {shown}")
+
+        try:
+            return run_finetune(cfg, progress=progress)
+        finally:
+            if bar.live.is_started:
+                bar.stop()
+
+    try:
+        result = run(go)
+    except typer.Exit as exc:
+        if exc.exit_code == 130:
+            err.print(f"the training state is kept in {out_dir}; rerun with --resume")
+        raise
+    out.print(
+        f"wrote {result.checkpoint} and {result.card} after {result.steps} steps "
+        f"({' '.join(f'{k}={v:.4g}' for k, v in result.last_terms.items())})"
+    )
+    if result.before is not None:
+        out.print(compare_table(result.before, result.after, "before", "after"))
+        out.print(f"wrote {result.comparison}, {out_dir / 'before'}/ and {out_dir / 'after'}/")
 
 
 @app.command()

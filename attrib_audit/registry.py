@@ -177,6 +177,12 @@ def _register_builtin_attacks() -> None:
     attacks.register_builtins(ATTACKS)
 
 
+def _register_builtin_objectives() -> None:
+    from attrib_audit import objectives
+
+    objectives.register_builtins(OBJECTIVES)
+
+
 def _register_builtin_loaders() -> None:
     from attrib_audit.models import loading
 
@@ -186,4 +192,5 @@ def _register_builtin_loaders() -> None:
 METHODS.set_builtins(_register_builtin_methods)
 METRICS.set_builtins(_register_builtin_metrics)
 ATTACKS.set_builtins(_register_builtin_attacks)
+OBJECTIVES.set_builtins(_register_builtin_objectives)
 LOADERS.set_builtins(_register_builtin_loaders)

@@ -53,6 +53,10 @@ class Data(ABC):
     def batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
         """Batches ``(x, y)``: x (B, C, H, W) in the value range, y (B,) with -1 if unknown."""
 
+    @abstractmethod
+    def get(self, indices: Tensor) -> tuple[Tensor, Tensor]:
+        """The samples at ``indices`` (random access, for training)."""
+
 
 @dataclass
 class TensorData(Data):
@@ -69,6 +73,9 @@ class TensorData(Data):
     def batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
         for i in range(0, len(self), batch_size):
             yield self.x[i : i + batch_size], self.y[i : i + batch_size]
+
+    def get(self, indices: Tensor) -> tuple[Tensor, Tensor]:
+        return self.x[indices], self.y[indices]
 
 
 @dataclass
@@ -90,6 +97,11 @@ class FileData(Data):
             chunk = self.files[i : i + batch_size]
             x = torch.stack([_read_image(f, self.shape, self.value_range) for f in chunk])
             yield x, torch.tensor(self.labels[i : i + batch_size], dtype=torch.long)
+
+    def get(self, indices: Tensor) -> tuple[Tensor, Tensor]:
+        idx = [int(i) for i in indices]
+        x = torch.stack([_read_image(self.files[i], self.shape, self.value_range) for i in idx])
+        return x, torch.tensor([self.labels[i] for i in idx], dtype=torch.long)
 
 
 def _read_image(path: Path, shape, value_range) -> Tensor:
