@@ -9,6 +9,7 @@ from attrib_audit.audit import AuditConfig, audit
 from attrib_audit.errors import AttribAuditError
 from attrib_audit.models import load_model
 from attrib_audit.report.gate import evaluate_gate as gate
+from attrib_audit.training import FinetuneConfig, finetune
 
 try:
     __version__ = metadata.version("attrib-audit")
@@ -18,9 +19,11 @@ except metadata.PackageNotFoundError:  # a source checkout that is not installed
 __all__ = [
     "AttribAuditError",
     "AuditConfig",
+    "FinetuneConfig",
     "__version__",
     "attribute",
     "audit",
+    "finetune",
     "gate",
     "load_model",
 ]

@@ -839,7 +839,7 @@ def plugins() -> None:
 
     table = Table(title="registered entries", title_justify="left")
     for col in ("kind", "name", "source", "version", "create_graph"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col in ("name", "source"))
     failures = []
     for kind, registry in REGISTRIES.items():
         entries = run(lambda r=registry: list(r))

@@ -47,12 +47,19 @@ class Registry:
         self.group = group
         self._entries: dict[str, Entry] = {}
         self.failures: list[Failure] = []
-        self._plugins_loaded = False
+        self._loaded = False
         self._builtins: Callable[[], None] | None = None
 
     def set_builtins(self, loader: Callable[[], None]) -> None:
         """Register built-ins lazily (avoids import cycles between the registry and its kinds)."""
         self._builtins = loader
+
+    def reset(self) -> None:
+        """Forget every entry; the next lookup registers the built-ins and loads the entry
+        points again (after installing a plugin in a running process, for instance)."""
+        self._entries.clear()
+        self.failures.clear()
+        self._loaded = False
 
     def register(
         self,
@@ -80,12 +87,12 @@ class Registry:
         self._entries.pop(name, None)
 
     def _ensure_loaded(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
         if self._builtins is not None:
-            loader, self._builtins = self._builtins, None
-            loader()
-        if not self._plugins_loaded:
-            self._plugins_loaded = True
-            self.load_entry_points()
+            self._builtins()
+        self.load_entry_points()
 
     def load_entry_points(self) -> None:
         """Load every entry point of this registry's group.

@@ -1,0 +1,136 @@
+"""The example plugins in plugins/, installed through the entry point machinery: they list,
+and run in an audit by name."""
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from attrib_audit.cli import app
+from attrib_audit.registry import REGISTRIES
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+def _install(tmp_path, monkeypatch, dist, package_dir, entry_points):
+    """A distribution on sys.path: the package's source plus a .dist-info with its entry
+    points, as `pip install -e` would leave them."""
+    info = tmp_path / f"{dist.replace('-', '_')}-0.1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1.0\n")
+    (info / "entry_points.txt").write_text(entry_points)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    if package_dir is not None:
+        monkeypatch.syspath_prepend(str(package_dir))
+
+
+@pytest.fixture
+def plugins_installed(tmp_path, monkeypatch):
+    _install(
+        tmp_path / "a",
+        monkeypatch,
+        "attrib-audit-vargrad",
+        ROOT / "plugins" / "attrib-audit-vargrad",
+        "[attrib_audit.methods]\nvargrad = attrib_audit_vargrad:ENTRY\n",
+    )
+    _install(
+        tmp_path / "b",
+        monkeypatch,
+        "attrib-audit-ssim",
+        ROOT / "plugins" / "attrib-audit-ssim",
+        "[attrib_audit.metrics]\nssim = attrib_audit_ssim:ENTRY\n",
+    )
+    for r in REGISTRIES.values():
+        r.reset()
+    yield
+    monkeypatch.undo()
+    for r in REGISTRIES.values():
+        r.reset()
+
+
+def test_plugins_list_with_source_and_version(plugins_installed):
+    result = runner.invoke(app, ["plugins"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    vargrad = next(line for line in lines if " vargrad " in line)
+    assert "attrib-audit-vargrad" in vargrad and "0.1.0" in vargrad and "yes" in vargrad
+    assert any(" ssim " in line and "attrib-audit-ssim" in line for line in lines)
+
+
+def test_plugins_run_in_an_audit_by_name(plugins_installed, tmp_path):
+    result = runner.invoke(
+        app,
+        [
+            "audit",
+            "--methods",
+            "sm,vargrad",
+            "--metrics",
+            "topk_intersection,ssim",
+            "--samples",
+            "8",
+            "--steps",
+            "2",
+            "--epsilon",
+            "4/255,8/255",
+            "--format",
+            "json",
+            "--require",
+            "vargrad.ssim>=0",
+            "--out",
+            str(tmp_path / "r"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert set(report["summary"]) == {"sm", "vargrad"}
+    assert set(report["summary"]["vargrad"]) == {"topk_intersection", "ssim"}
+    assert 0 < report["summary"]["vargrad"]["ssim"] <= 1
+
+
+def test_a_broken_plugin_is_reported_and_breaks_nothing(tmp_path, monkeypatch):
+    _install(
+        tmp_path,
+        monkeypatch,
+        "attrib-audit-broken",
+        None,
+        "[attrib_audit.metrics]\nbroken = attrib_audit_no_such_module:thing\n",
+    )
+    for r in REGISTRIES.values():
+        r.reset()
+    try:
+        result = runner.invoke(app, ["plugins"])
+        assert result.exit_code == 0
+        assert "metric plugin 'broken' from attrib-audit-broken failed to load" in result.stderr
+        assert "ModuleNotFoundError" in result.stderr
+        assert (
+            runner.invoke(
+                app, ["inspect", str(ROOT / "sample_models/digits-cnn/model.pt"), "--json"]
+            ).exit_code
+            == 0
+        )
+    finally:
+        monkeypatch.undo()
+        for r in REGISTRIES.values():
+            r.reset()
+
+
+def test_a_plugin_claiming_a_taken_name_is_an_error_naming_both(tmp_path, monkeypatch):
+    _install(
+        tmp_path,
+        monkeypatch,
+        "attrib-audit-copycat",
+        None,
+        "[attrib_audit.methods]\nig = torch:relu\n",
+    )
+    for r in REGISTRIES.values():
+        r.reset()
+    try:
+        result = runner.invoke(app, ["plugins"])
+        assert result.exit_code == 2
+        assert "'ig' is claimed twice: by attrib-audit and by attrib-audit-copycat" in result.stderr
+    finally:
+        monkeypatch.undo()
+        for r in REGISTRIES.values():
+            r.reset()
