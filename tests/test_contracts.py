@@ -54,9 +54,12 @@ def leaves_train_mode(model, x, target, *, create_graph=False):
     return g
 
 
-def unseeded(model, x, target, *, create_graph=False, seed=None, _calls=[0]):
-    _calls[0] += 1  # hidden state: a different map on every call, whatever the seed
-    return torch.full_like(x, float(_calls[0]))
+_CALLS = [0]
+
+
+def unseeded(model, x, target, *, create_graph=False, seed=None):
+    _CALLS[0] += 1  # hidden state: a different map on every call, whatever the seed
+    return torch.full_like(x, float(_CALLS[0]))
 
 
 def test_checks_fail_on_broken_methods():

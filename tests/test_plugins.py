@@ -134,3 +134,18 @@ def test_a_plugin_claiming_a_taken_name_is_an_error_naming_both(tmp_path, monkey
         monkeypatch.undo()
         for r in REGISTRIES.values():
             r.reset()
+
+
+@pytest.mark.parametrize("name", ["attrib-audit-vargrad", "attrib-audit-ssim"])
+def test_each_example_plugin_passes_its_own_tests(name):
+    import os
+    import subprocess
+    import sys
+
+    root = ROOT / "plugins" / name
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(ROOT)])}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           str(root / "tests")], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout

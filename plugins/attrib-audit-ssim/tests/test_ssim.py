@@ -2,9 +2,9 @@ import math
 
 import pytest
 import torch
+from attrib_audit_ssim import C1, C2, ssim
 
 from attrib_audit.testing import check_metric
-from attrib_audit_ssim import C1, C2, ssim
 
 
 def test_honours_the_metric_contract():

@@ -1,9 +1,9 @@
 import torch
+from attrib_audit_vargrad import vargrad
 from torch import nn
 
 from attrib_audit.attributions import saliency, smooth_grad
 from attrib_audit.testing import check_method, tiny_model
-from attrib_audit_vargrad import vargrad
 
 
 def test_honours_the_method_contract():
