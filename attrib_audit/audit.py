@@ -239,23 +239,14 @@ def audit(
 def _prepare(config: AuditConfig, device) -> dict[str, Any]:
     from attrib_audit.data import load_data
     from attrib_audit.models import load_model, sample_model, smooth_surrogate
+    from attrib_audit.models.loading import load_options
     from attrib_audit.registry import ATTACKS, METHODS, METRICS
 
     for fmt in config.formats:
         if fmt not in FORMATS:
             raise AttribAuditError(f"unknown report format {fmt!r}; valid: {', '.join(FORMATS)}")
     path = config.model or str(sample_model())
-    loaded = load_model(
-        path,
-        arch=config.arch,
-        card=config.card,
-        input_shape=config.input_shape,
-        value_range=config.value_range,
-        mean=config.mean,
-        std=config.std,
-        classes=config.classes,
-        trust=config.trust,
-    )
+    loaded = load_model(path, **load_options(config))
     data_source = config.data or ("digits:test" if config.model is None else None)
     if data_source is None:
         raise AttribAuditError("pass --data (a folder, an .npz/.pt file or a built-in data set)")

@@ -79,6 +79,33 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for every random choi
 BetaOpt = Annotated[
     float, typer.Option("--beta", help="Softplus sharpness of the smooth surrogate.")
 ]
+ExplainOpt = Annotated[
+    str, typer.Option("--explain", help="Quantity explained: logit, probability or loss.")
+]
+ReduceOpt = Annotated[
+    str, typer.Option("--reduce", help="Channel reduction of the maps: sum-abs, sum or l2.")
+]
+IgStepsOpt = Annotated[int | None, typer.Option("--ig-steps", help="IG: points on the path.")]
+IgMethodOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ig-method", help="IG quadrature: riemann_left/right/middle/trapezoid, gausslegendre."
+    ),
+]
+SgSamplesOpt = Annotated[
+    int | None, typer.Option("--sg-samples", help="SmoothGrad: noise samples.")
+]
+SgSigmaOpt = Annotated[
+    float | None,
+    typer.Option("--sg-sigma", help="SmoothGrad: noise std as a fraction of the value range."),
+]
+UgSamplesOpt = Annotated[
+    int | None, typer.Option("--ug-samples", help="UniformGrad: noise samples.")
+]
+UgRadiusOpt = Annotated[
+    float | None,
+    typer.Option("--ug-radius", help="UniformGrad: radius as a fraction of the value range."),
+]
 
 
 def _load_config(ctx: typer.Context, _param, path: Path | None) -> Path | None:
@@ -134,20 +161,28 @@ def run(fn: Callable[[], Any]) -> Any:
         raise typer.Exit(130) from None
 
 
+def _card_overrides(input_shape, value_range, mean, std, classes) -> dict[str, Any]:
+    """The card flags, parsed (None where not given)."""
+    from attrib_audit.models.card import parse_floats, parse_ints
+
+    return {
+        "input_shape": parse_ints(input_shape, "--input-shape") if input_shape else None,
+        "value_range": parse_floats(value_range, "--value-range") if value_range else None,
+        "mean": parse_floats(mean, "--mean") if mean else None,
+        "std": parse_floats(std, "--std") if std else None,
+        "classes": tuple(c.strip() for c in classes.split(",")) if classes else None,
+    }
+
+
 def _load(model: Path, arch, card, input_shape, value_range, mean, std, classes, trust):
     from attrib_audit.models import load_model
-    from attrib_audit.models.card import parse_floats, parse_ints
 
     return load_model(
         model,
         arch=arch,
         card=card,
-        input_shape=parse_ints(input_shape, "--input-shape") if input_shape else None,
-        value_range=parse_floats(value_range, "--value-range") if value_range else None,
-        mean=parse_floats(mean, "--mean") if mean else None,
-        std=parse_floats(std, "--std") if std else None,
-        classes=tuple(c.strip() for c in classes.split(",")) if classes else None,
         trust=trust,
+        **_card_overrides(input_shape, value_range, mean, std, classes),
     )
 
 
@@ -281,38 +316,17 @@ def attribute(
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     config: ConfigOpt = None,
-    explain: Annotated[
-        str, typer.Option("--explain", help="Quantity explained: logit, probability or loss.")
-    ] = "logit",
-    reduce: Annotated[
-        str, typer.Option("--reduce", help="Channel reduction for the heatmap: sum-abs, sum or l2.")
-    ] = "sum-abs",
-    ig_steps: Annotated[
-        int | None, typer.Option("--ig-steps", help="IG: points on the path.")
-    ] = None,
-    ig_method: Annotated[
-        str | None,
-        typer.Option(
-            "--ig-method", help="IG quadrature: riemann_left/right/middle/trapezoid, gausslegendre."
-        ),
-    ] = None,
+    explain: ExplainOpt = "logit",
+    reduce: ReduceOpt = "sum-abs",
+    ig_steps: IgStepsOpt = None,
+    ig_method: IgMethodOpt = None,
     baseline: Annotated[
         str | None, typer.Option("--baseline", help="IG baseline: zeros, blur or uniform.")
     ] = None,
-    sg_samples: Annotated[
-        int | None, typer.Option("--sg-samples", help="SmoothGrad: noise samples.")
-    ] = None,
-    sg_sigma: Annotated[
-        float | None,
-        typer.Option("--sg-sigma", help="SmoothGrad: noise std as a fraction of the value range."),
-    ] = None,
-    ug_samples: Annotated[
-        int | None, typer.Option("--ug-samples", help="UniformGrad: noise samples.")
-    ] = None,
-    ug_radius: Annotated[
-        float | None,
-        typer.Option("--ug-radius", help="UniformGrad: radius as a fraction of the value range."),
-    ] = None,
+    sg_samples: SgSamplesOpt = None,
+    sg_sigma: SgSigmaOpt = None,
+    ug_samples: UgSamplesOpt = None,
+    ug_radius: UgRadiusOpt = None,
 ) -> None:
     """Attribution maps of a model for some inputs, as heatmap PNGs and .npy arrays."""
     from attrib_audit.api import attribute_to_dir
@@ -469,30 +483,14 @@ def audit(
     attack_k: Annotated[
         int | None, typer.Option("--attack-k", help="k the top-k attack targets (default: --k).")
     ] = None,
-    ig_steps: Annotated[
-        int | None, typer.Option("--ig-steps", help="IG points on the path (default 16).")
-    ] = None,
-    ig_method: Annotated[str | None, typer.Option("--ig-method", help="IG quadrature.")] = None,
-    sg_samples: Annotated[
-        int | None, typer.Option("--sg-samples", help="SmoothGrad noise samples.")
-    ] = None,
-    sg_sigma: Annotated[
-        float | None,
-        typer.Option("--sg-sigma", help="SmoothGrad sigma (fraction of the value range)."),
-    ] = None,
-    ug_samples: Annotated[
-        int | None, typer.Option("--ug-samples", help="UniformGrad noise samples.")
-    ] = None,
-    ug_radius: Annotated[
-        float | None,
-        typer.Option("--ug-radius", help="UniformGrad radius (fraction of the value range)."),
-    ] = None,
-    reduce: Annotated[
-        str, typer.Option("--reduce", help="Channel reduction: sum-abs, sum, l2.")
-    ] = "sum-abs",
-    explain: Annotated[
-        str, typer.Option("--explain", help="logit, probability or loss.")
-    ] = "logit",
+    ig_steps: IgStepsOpt = None,
+    ig_method: IgMethodOpt = None,
+    sg_samples: SgSamplesOpt = None,
+    sg_sigma: SgSigmaOpt = None,
+    ug_samples: UgSamplesOpt = None,
+    ug_radius: UgRadiusOpt = None,
+    reduce: ReduceOpt = "sum-abs",
+    explain: ExplainOpt = "logit",
     beta: BetaOpt = 10.0,
     transfer: Annotated[
         bool,
@@ -529,7 +527,7 @@ def audit(
     """Attack a model's attributions, measure how far they move, write reports, gate CI."""
     from attrib_audit.audit import AuditConfig
     from attrib_audit.audit import audit as run_audit
-    from attrib_audit.models.card import parse_floats, parse_ints
+    from attrib_audit.models.card import parse_floats
     from attrib_audit.report.console import summary_table
 
     def go():
@@ -537,11 +535,7 @@ def audit(
             model=str(model) if model else None,
             arch=arch,
             card=str(card) if card else None,
-            input_shape=parse_ints(input_shape, "--input-shape") if input_shape else None,
-            value_range=parse_floats(value_range, "--value-range") if value_range else None,
-            mean=parse_floats(mean, "--mean") if mean else None,
-            std=parse_floats(std, "--std") if std else None,
-            classes=tuple(_split(classes)) if classes else None,
+            **_card_overrides(input_shape, value_range, mean, std, classes),
             trust=trust_checkpoint,
             data=data,
             samples=samples,
@@ -763,7 +757,6 @@ def finetune(
     ] = None,
 ) -> None:
     """Fine-tune a model with a robust-attribution objective; audit it before and after."""
-    from attrib_audit.models.card import parse_floats, parse_ints
     from attrib_audit.report.console import compare_table
     from attrib_audit.training import FinetuneConfig
     from attrib_audit.training import finetune as run_finetune
@@ -776,11 +769,7 @@ def finetune(
             data=data,
             arch=arch,
             card=str(card) if card else None,
-            input_shape=parse_ints(input_shape, "--input-shape") if input_shape else None,
-            value_range=parse_floats(value_range, "--value-range") if value_range else None,
-            mean=parse_floats(mean, "--mean") if mean else None,
-            std=parse_floats(std, "--std") if std else None,
-            classes=tuple(_split(classes)) if classes else None,
+            **_card_overrides(input_shape, value_range, mean, std, classes),
             trust=trust_checkpoint,
             samples=samples,
             steps=steps,

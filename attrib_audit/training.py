@@ -181,6 +181,7 @@ def finetune(
     from attrib_audit.device import resolve_device
     from attrib_audit.models import load_model, sample_model, smooth_surrogate
     from attrib_audit.models.export import SUFFIX, save_model
+    from attrib_audit.models.loading import load_options
 
     cfg = config
     rank, world, local_rank = _dist()
@@ -195,17 +196,7 @@ def finetune(
         )
     src = Path(cfg.model)
     out = Path(cfg.out)
-    loaded = load_model(
-        src,
-        arch=cfg.arch,
-        card=cfg.card,
-        input_shape=cfg.input_shape,
-        value_range=cfg.value_range,
-        mean=cfg.mean,
-        std=cfg.std,
-        classes=cfg.classes,
-        trust=cfg.trust,
-    )
+    loaded = load_model(src, **load_options(cfg))
     ckpt = out / f"model{SUFFIX[loaded.format]}"
     if ckpt.resolve() == src.resolve():
         raise AttribAuditError(
@@ -324,28 +315,24 @@ def _before_after(
     the change)."""
     from attrib_audit.audit import AuditConfig, audit
     from attrib_audit.io import atomic_write_text
+    from attrib_audit.models.loading import load_options
 
     common = {
+        **load_options(cfg),
         "data": cfg.audit_data or _default_audit_data(source),
         "samples": cfg.audit_samples,
         "preset": cfg.audit_preset,
         "seed": cfg.seed,
         "device": cfg.device,
-        "arch": cfg.arch,
-        "input_shape": cfg.input_shape,
-        "value_range": cfg.value_range,
-        "mean": cfg.mean,
-        "std": cfg.std,
-        "classes": cfg.classes,
-        "trust": cfg.trust,
         "epsilons": [epsilon] if epsilon and not cfg.audit_preset else None,
     }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        before = audit(
-            AuditConfig(model=str(src), card=cfg.card, out=str(out / "before"), **common)
+        before = audit(AuditConfig(model=str(src), out=str(out / "before"), **common))
+        # the new checkpoint has its own sidecar card; the input's --card does not apply
+        after = audit(
+            AuditConfig(model=str(ckpt), out=str(out / "after"), **{**common, "card": None})
         )
-        after = audit(AuditConfig(model=str(ckpt), out=str(out / "after"), **common))
     change = {
         m: {
             k: (

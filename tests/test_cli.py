@@ -1,3 +1,4 @@
+import importlib
 import json
 
 import numpy as np
@@ -245,7 +246,7 @@ def test_gate_and_compare_commands(tmp_path):
 
 
 def test_interrupted_audit_exits_130(tmp_path, monkeypatch):
-    import attrib_audit.audit as audit_module
+    audit_module = importlib.import_module("attrib_audit.audit")  # the function shadows it
 
     def boom(*a, **k):
         raise KeyboardInterrupt

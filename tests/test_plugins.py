@@ -144,8 +144,13 @@ def test_each_example_plugin_passes_its_own_tests(name):
 
     root = ROOT / "plugins" / name
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(ROOT)])}
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           str(root / "tests")], cwd=root, env=env, capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(root / "tests")],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert " passed" in proc.stdout

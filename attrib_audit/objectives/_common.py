@@ -84,6 +84,31 @@ def ascend(
     return x_adv.detach()
 
 
+def inner_max(
+    attacker: nn.Module,
+    objective: Callable[[nn.Module, Tensor], Tensor],
+    x: Tensor,
+    *,
+    epsilon: float,
+    steps: int,
+    step_size: float,
+    value_range: tuple[float, float],
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """``argmax_{x' in N(x, eps)} objective(attacker, x')`` by :func:`ascend`, with the
+    attacker's parameters frozen meanwhile (no parameter graph is built)."""
+    with frozen(attacker):
+        return ascend(
+            lambda z: objective(attacker, z),
+            x,
+            epsilon=epsilon,
+            steps=steps,
+            step_size=step_size,
+            value_range=value_range,
+            generator=generator,
+        )
+
+
 class frozen:
     """Parameters without gradients during an inner maximisation (restored after)."""
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attrib_audit.attributions import integrated_gradients
-from attrib_audit.objectives._common import Loss, ascend, ce, frozen, ig_of_loss, l1, loss_of
+from attrib_audit.objectives._common import Loss, ce, ig_of_loss, inner_max, l1, loss_of
 
 
 def ig_of_probability(model: nn.Module, x: Tensor, cls: Tensor, steps: int) -> Tensor:
@@ -80,23 +80,20 @@ def cacr_wacr(
     IG is not the class probability), so it is not assumed.
     """
     if x_adv is None:
-        attacker = attack_model or model
 
-        def inner(z: Tensor) -> Tensor:
-            return F.cross_entropy(attacker(z), y, reduction="none") + l1(
-                ig_of_loss(attacker, x, z, y, m_attack)
-            )
+        def inner(m: nn.Module, z: Tensor) -> Tensor:
+            return F.cross_entropy(m(z), y, reduction="none") + l1(ig_of_loss(m, x, z, y, m_attack))
 
-        with frozen(attacker):
-            x_adv = ascend(
-                inner,
-                x,
-                epsilon=epsilon,
-                steps=steps,
-                step_size=step_size,
-                value_range=value_range,
-                generator=generator,
-            )
+        x_adv = inner_max(
+            attack_model or model,
+            inner,
+            x,
+            epsilon=epsilon,
+            steps=steps,
+            step_size=step_size,
+            value_range=value_range,
+            generator=generator,
+        )
     with torch.no_grad():
         negative = most_confusing(model(x_adv), y)
     ig_true_adv = ig_of_probability(model, x_adv, y, m)

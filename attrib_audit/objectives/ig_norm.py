@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attrib_audit.objectives._common import Loss, ascend, ce, frozen, ig_of_loss, l1, loss_of
+from attrib_audit.objectives._common import Loss, ce, ig_of_loss, inner_max, l1, loss_of
 
 
 def ig_norm(
@@ -30,17 +30,16 @@ def ig_norm(
     from a random start), IG with ``m_attack`` segments in the attack step and ``m_grad`` in the
     gradient step, ``lam`` the regularisation weight.
     """
-    attacker = attack_model or model
-    with frozen(attacker):
-        x_adv = ascend(
-            lambda z: l1(ig_of_loss(attacker, x, z, y, m_attack)),
-            x,
-            epsilon=epsilon,
-            steps=steps,
-            step_size=step_size,
-            value_range=value_range,
-            generator=generator,
-        )
+    x_adv = inner_max(
+        attack_model or model,
+        lambda m, z: l1(ig_of_loss(m, x, z, y, m_attack)),
+        x,
+        epsilon=epsilon,
+        steps=steps,
+        step_size=step_size,
+        value_range=value_range,
+        generator=generator,
+    )
     reg = l1(ig_of_loss(model, x, x_adv, y, m_grad)).mean()
     return loss_of(ce=ce(model, x, y), ig_norm=lam * reg)
 
@@ -65,23 +64,22 @@ def ig_sum_norm(
     PGD on the whole bracket, then the bracket at that x' is the loss. With ``beta = 0`` this
     is Madry et al.'s objective. ``x_adv`` skips the inner maximisation."""
     if x_adv is None:
-        attacker = attack_model or model
 
-        def bracket(z: Tensor) -> Tensor:
-            return F.cross_entropy(attacker(z), y, reduction="none") + beta * l1(
-                ig_of_loss(attacker, x, z, y, m_attack)
+        def bracket(m: nn.Module, z: Tensor) -> Tensor:
+            return F.cross_entropy(m(z), y, reduction="none") + beta * l1(
+                ig_of_loss(m, x, z, y, m_attack)
             )
 
-        with frozen(attacker):
-            x_adv = ascend(
-                bracket,
-                x,
-                epsilon=epsilon,
-                steps=steps,
-                step_size=step_size,
-                value_range=value_range,
-                generator=generator,
-            )
+        x_adv = inner_max(
+            attack_model or model,
+            bracket,
+            x,
+            epsilon=epsilon,
+            steps=steps,
+            step_size=step_size,
+            value_range=value_range,
+            generator=generator,
+        )
     terms = {"ce_adv": ce(model, x_adv, y)}
     if beta:
         terms["ig_norm"] = beta * l1(ig_of_loss(model, x, x_adv, y, m_grad)).mean()

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attrib_audit.objectives._common import Loss, ascend, ce, frozen, loss_of
+from attrib_audit.objectives._common import Loss, ce, inner_max, loss_of
 
 
 def natural(model: nn.Module, x: Tensor, y: Tensor) -> Loss:
@@ -26,16 +26,16 @@ def madry_point(
     generator=None,
 ) -> Tensor:
     """The PGD point maximising the cross-entropy in the epsilon ball."""
-    with frozen(model):
-        return ascend(
-            lambda z: F.cross_entropy(model(z), y, reduction="none"),
-            x,
-            epsilon=epsilon,
-            steps=steps,
-            step_size=step_size,
-            value_range=value_range,
-            generator=generator,
-        )
+    return inner_max(
+        model,
+        lambda m, z: F.cross_entropy(m(z), y, reduction="none"),
+        x,
+        epsilon=epsilon,
+        steps=steps,
+        step_size=step_size,
+        value_range=value_range,
+        generator=generator,
+    )
 
 
 def madry(
