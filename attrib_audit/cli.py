@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 import traceback
@@ -199,8 +200,8 @@ def _main(
         raise typer.Exit(0)
 
 
-@app.command()
-def inspect(
+@app.command(name="inspect")
+def inspect_model_command(
     model: ModelArg,
     arch: ArchOpt = None,
     card: CardOpt = None,
@@ -833,7 +834,10 @@ def plugins() -> None:
     for kind, registry in REGISTRIES.items():
         entries = run(lambda r=registry: list(r))
         for e in entries:
-            cg = ("yes" if e.meta.get("create_graph") else "no") if kind == "method" else ""
+            cg = ""
+            if kind == "method":
+                takes = "create_graph" in inspect.signature(e.obj).parameters
+                cg = "yes" if e.meta.get("create_graph", takes) else "no"
             table.add_row(kind, e.name, e.source, e.version, cg)
         failures.extend((kind, f) for f in registry.failures)
     out.print(table)

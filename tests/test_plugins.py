@@ -154,3 +154,43 @@ def test_each_example_plugin_passes_its_own_tests(name):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert " passed" in proc.stdout
+
+
+def test_a_loader_plugin_claims_its_suffix(tmp_path, monkeypatch):
+    """A plugin loader for '.tinyjson' files: a linear model written as JSON."""
+    import torch
+
+    pkg = tmp_path / "src"
+    pkg.mkdir()
+    (pkg / "tinyjson_loader.py").write_text(
+        "import json\nimport torch\nfrom attrib_audit.registry import Entry\n"
+        "def load(path, card, *, trust=False):\n"
+        "    w = torch.tensor(json.loads(path.read_text()))\n"
+        "    m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(w.shape[1], w.shape[0],"
+        " bias=False))\n"
+        "    m[1].weight.data = w\n"
+        "    return m\n"
+        "ENTRY = Entry('tinyjson', load, meta={'suffixes': ('.tinyjson',)})\n"
+    )
+    _install(
+        tmp_path / "dist",
+        monkeypatch,
+        "attrib-audit-tinyjson",
+        pkg,
+        "[attrib_audit.loaders]\ntinyjson = tinyjson_loader:ENTRY\n",
+    )
+    for r in REGISTRIES.values():
+        r.reset()
+    try:
+        from attrib_audit import load_model
+
+        path = tmp_path / "m.tinyjson"
+        path.write_text("[[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]]")
+        loaded = load_model(path, input_shape=(1, 2, 2), value_range=(0.0, 1.0))
+        assert loaded.format == "tinyjson" and loaded.card.classes == ("0", "1")
+        x = torch.tensor([[[[0.2, 0.7], [0.1, 0.0]]]])
+        torch.testing.assert_close(loaded.module(x), torch.tensor([[0.2, 0.7]]))
+    finally:
+        monkeypatch.undo()
+        for r in REGISTRIES.values():
+            r.reset()
