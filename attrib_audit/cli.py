@@ -403,6 +403,31 @@ def _progress_bar():
     )
 
 
+def _run_with_progress(fn: Callable[[Callable[[int, int, str], None]], Any], kept: str) -> Any:
+    """``run(fn(progress))`` with a Rich bar that starts at the first report (so setup errors
+    print on a clean line); after Ctrl-C, say what is kept (``kept``) before exiting 130."""
+    bar = _progress_bar()
+    task = bar.add_task("starting", total=None)
+
+    def progress(done: int, total: int, label: str) -> None:
+        bar.start()
+        bar.update(task, completed=done, total=total, description=label)
+
+    def go():
+        try:
+            return fn(progress)
+        finally:
+            if bar.live.is_started:
+                bar.stop()
+
+    try:
+        return run(go)
+    except typer.Exit as exc:
+        if exc.exit_code == 130:
+            err.print(kept)
+        raise
+
+
 def _print_gate(report: dict) -> int:
     from attrib_audit.report.console import gate_table
 
@@ -531,7 +556,7 @@ def audit(
     from attrib_audit.models.card import parse_floats
     from attrib_audit.report.console import summary_table
 
-    def go():
+    def go(progress):
         cfg = AuditConfig(
             model=str(model) if model else None,
             arch=arch,
@@ -572,25 +597,11 @@ def audit(
             formats=_split(formats) or [],
             resume=resume,
         )
-        bar = _progress_bar()
-        task = bar.add_task("auditing", total=None)
+        return run_audit(cfg, progress=progress)
 
-        def progress(done: int, total: int, label: str) -> None:
-            bar.start()  # on the first finished cell: setup errors print on a clean line
-            bar.update(task, completed=done, total=total, description=label)
-
-        try:
-            return run_audit(cfg, progress=progress)
-        finally:
-            if bar.live.is_started:
-                bar.stop()
-
-    try:
-        report = run(go)
-    except typer.Exit as exc:
-        if exc.exit_code == 130:
-            err.print(f"the finished part is kept in {out_dir}; rerun with --resume to continue")
-        raise
+    report = _run_with_progress(
+        go, f"the finished part is kept in {out_dir}; rerun with --resume to continue"
+    )
     out.print(summary_table(report))
     for fmt in _split(formats) or []:
         from attrib_audit.report import FILENAMES
@@ -762,7 +773,7 @@ def finetune(
     from attrib_audit.training import FinetuneConfig
     from attrib_audit.training import finetune as run_finetune
 
-    def go():
+    def go(progress):
         cfg = FinetuneConfig(
             model=str(model),
             objective=objective,
@@ -793,26 +804,14 @@ def finetune(
             audit_samples=audit_samples,
             audit_preset=preset,
         )
-        bar = _progress_bar()
-        task = bar.add_task(f"fine-tuning ({objective})", total=None)
 
-        def progress(done: int, total: int, terms: dict) -> None:
-            bar.start()
+        def report(done: int, total: int, terms: dict) -> None:
             shown = " ".join(f"{k}={v:.4g}" for k, v in terms.items())
-            bar.update(task, completed=done, total=total, description=f"{objective} {shown}")
+            progress(done, total, f"{objective} {shown}")
 
-        try:
-            return run_finetune(cfg, progress=progress)
-        finally:
-            if bar.live.is_started:
-                bar.stop()
+        return run_finetune(cfg, progress=report)
 
-    try:
-        result = run(go)
-    except typer.Exit as exc:
-        if exc.exit_code == 130:
-            err.print(f"the training state is kept in {out_dir}; rerun with --resume")
-        raise
+    result = _run_with_progress(go, f"the training state is kept in {out_dir}; rerun with --resume")
     out.print(
         f"wrote {result.checkpoint} and {result.card} after {result.steps} steps "
         f"({' '.join(f'{k}={v:.4g}' for k, v in result.last_terms.items())})"
