@@ -37,7 +37,16 @@ FASHION_MNIST_CLASSES = (
     "Bag",
     "Ankle boot",
 )
-BUILTINS = ("digits", "digits:train", "digits:test", "fashion-mnist:train", "fashion-mnist:test")
+# the first 1,000 images of the Fashion-MNIST test set (MIT licence), shipped in the package
+SLICE_PATH = Path(__file__).resolve().parent / "fashion_mnist_slice.npz"
+BUILTINS = (
+    "digits",
+    "digits:train",
+    "digits:test",
+    "fashion-mnist:train",
+    "fashion-mnist:test",
+    "fashion-mnist:slice",
+)
 
 
 class Data(ABC):
@@ -265,8 +274,13 @@ def _open(source: str, shape, value_range, classes, samples) -> Data:
     if name == "digits" and split in ("", "train", "test"):
         return _digits(split or "test", shape, value_range)
     if name == "fashion-mnist":
+        if split == "slice":
+            data = _tensors(SLICE_PATH, shape, value_range)
+            return TensorData(data.x, data.y, "fashion-mnist:slice", FASHION_MNIST_CLASSES)
         if split not in ("train", "test"):
-            raise AttribAuditError("use fashion-mnist:train or fashion-mnist:test")
+            raise AttribAuditError(
+                "use fashion-mnist:train, fashion-mnist:test or fashion-mnist:slice"
+            )
         return _fashion_mnist(split, shape, value_range, samples)
     path = Path(source)
     if path.is_dir():
