@@ -444,7 +444,9 @@ def audit(
     model: Annotated[
         Path | None,
         typer.Argument(
-            help="Checkpoint to audit (default: the bundled digits model).", show_default=False
+            help="Checkpoint to audit (default: the bundled Fashion-MNIST model on the bundled "
+            "1,000-image test slice, in a quick configuration).",
+            show_default=False,
         ),
     ] = None,
     data: Annotated[
@@ -461,7 +463,13 @@ def audit(
     std: StdOpt = None,
     classes: ClassesOpt = None,
     trust_checkpoint: TrustOpt = False,
-    samples: SamplesOpt = 100,
+    samples: Annotated[
+        int | None,
+        typer.Option(
+            "--samples",
+            help="Use the first N samples (default 100; 32 in the quick default audit).",
+        ),
+    ] = None,
     batch_size: BatchOpt = 64,
     max_batch: MaxBatchOpt = None,
     device: DeviceOpt = "auto",
@@ -607,7 +615,14 @@ def audit(
         from attrib_audit.report import FILENAMES
 
         out.print(f"wrote {out_dir / FILENAMES[fmt]}")
-    raise typer.Exit(_print_gate(report))
+    code = _print_gate(report)
+    if model is None and preset is None:
+        out.print(
+            "quick audit done. The Fashion-MNIST protocol of the papers (eps 0.1, IFIA "
+            "top-k 100, 100 steps):"
+        )
+        out.print("  attrib-audit audit --preset fashion-mnist --samples 1000", highlight=False)
+    raise typer.Exit(code)
 
 
 @app.command()

@@ -37,7 +37,7 @@ class FinetuneConfig:
     model: str
     objective: str = "ig-norm"
     params: dict[str, Any] = field(default_factory=dict)  # the objective's, as in its paper
-    data: str | None = None  # None: digits:train for the bundled digits model
+    data: str | None = None  # None: the training data of a bundled model
     arch: str | None = None
     card: str | None = None
     input_shape: tuple[int, ...] | None = None
@@ -179,7 +179,8 @@ def finetune(
 
     from attrib_audit.data import load_data
     from attrib_audit.device import resolve_device
-    from attrib_audit.models import load_model, sample_model, smooth_surrogate
+    from attrib_audit.models import load_model, smooth_surrogate
+    from attrib_audit.models.bundled import bundled_data
     from attrib_audit.models.export import SUFFIX, save_model
     from attrib_audit.models.loading import load_options
 
@@ -203,8 +204,8 @@ def finetune(
             f"--out {out} would overwrite the input checkpoint; choose another folder"
         )
     card = loaded.card
-    bundled = src.resolve() == sample_model().resolve()
-    source = cfg.data or ("digits:train" if bundled else None)
+    bundled = bundled_data(src)
+    source = cfg.data or (bundled[0] if bundled else None)
     if source is None:
         raise AttribAuditError(
             "pass --data with the training data (a folder, .npz/.pt, or "
@@ -301,14 +302,15 @@ def finetune(
     before = after = comparison = None
     if cfg.audit:
         eps = fixed.get("epsilon", _default(fn, "epsilon"))
-        before, after, comparison = _before_after(cfg, src, ckpt, source, out, eps)
+        audit_data = cfg.audit_data or (bundled[1] if bundled else _default_audit_data(source))
+        before, after, comparison = _before_after(cfg, src, ckpt, audit_data, out, eps)
     if world > 1:
         tdist.destroy_process_group()
     return FinetuneResult(ckpt, ckpt.with_suffix(".toml"), total, terms, before, after, comparison)
 
 
 def _before_after(
-    cfg: FinetuneConfig, src: Path, ckpt: Path, source: str, out: Path, epsilon: float | None
+    cfg: FinetuneConfig, src: Path, ckpt: Path, audit_data: str, out: Path, epsilon: float | None
 ):
     """Audit the input and the fine-tuned model with the same settings (at the objective's
     epsilon unless a preset says otherwise); write ``comparison.json`` (both summaries and
@@ -319,7 +321,7 @@ def _before_after(
 
     common = {
         **load_options(cfg),
-        "data": cfg.audit_data or _default_audit_data(source),
+        "data": audit_data,
         "samples": cfg.audit_samples,
         "preset": cfg.audit_preset,
         "seed": cfg.seed,

@@ -6,9 +6,19 @@ import jsonschema
 import pytest
 
 from attrib_audit.audit import JOURNAL, AuditConfig, audit
+from attrib_audit.models import sample_model
 from attrib_audit.report import SCHEMA
 
-QUICK = {"samples": 24, "batch_size": 10, "steps": 4, "ig_steps": 4, "epsilons": [2 / 255, 8 / 255]}
+DIGITS = str(sample_model("digits-cnn", "pt"))
+# the small digits model keeps these tests fast; the default (Fashion-MNIST) audit has its own
+QUICK = {
+    "model": DIGITS,
+    "samples": 24,
+    "batch_size": 10,
+    "steps": 4,
+    "ig_steps": 4,
+    "epsilons": [2 / 255, 8 / 255],
+}
 
 
 @pytest.fixture(scope="module")
@@ -119,13 +129,8 @@ def test_resume_refuses_other_settings(tmp_path):
 
 
 def test_onnx_model_is_rechecked_on_onnxruntime(tmp_path):
-    from attrib_audit.models import sample_model
-
-    report = audit(
-        AuditConfig(
-            **{**QUICK, "samples": 10}, model=str(sample_model(fmt="onnx")), data="digits", out=None
-        )
-    )
+    onnx_model = str(sample_model("digits-cnn", "onnx"))
+    report = audit(AuditConfig(**{**QUICK, "samples": 10, "model": onnx_model}, out=None))
     onnx = report["model"]["onnx"]
     assert onnx["rechecked"] == 8 * report["data"]["n_correct"]
     assert onnx["disagreements"] == 0
@@ -133,7 +138,9 @@ def test_onnx_model_is_rechecked_on_onnxruntime(tmp_path):
 
 
 def test_preset_scales_k_to_the_image(tmp_path):
-    report = audit(AuditConfig(preset="mnist", samples=4, steps=2, ig_steps=4, out=None))
+    report = audit(
+        AuditConfig(model=DIGITS, preset="mnist", samples=4, steps=2, ig_steps=4, out=None)
+    )
     cfg = report["config"]
     assert cfg["epsilons"] == [0.3] and cfg["methods"] == ["ig"]
     assert cfg["attack_k"] == 16 and cfg["k"] == 8  # 200 and 100 of 784 pixels, on 64

@@ -54,3 +54,29 @@ def test_the_sample_model_files_stay_small():
         assert sample_model("fashion-mnist-natural", fmt).stat().st_size < 5 * 2**20
     assert sources_module.SLICE_PATH.stat().st_size < 2**20
     assert np.load(sources_module.SLICE_PATH)["x"].dtype == np.uint8
+
+
+def test_the_default_audit_runs_end_to_end(tmp_path):
+    import json
+
+    import jsonschema
+    from typer.testing import CliRunner
+
+    from attrib_audit.cli import app
+    from attrib_audit.report import SCHEMA
+
+    out = tmp_path / "r"
+    # the no-argument audit, reduced (fewer samples and steps) to keep the suite fast
+    result = CliRunner().invoke(
+        app, ["audit", "--samples", "8", "--steps", "2", "--ig-steps", "4", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    jsonschema.validate(report, SCHEMA)
+    assert report["model"]["card"]["name"] == "fashion-mnist-natural"
+    assert report["data"]["source"] == "fashion-mnist:slice"
+    assert report["config"]["epsilons"] == [4 / 255, 8 / 255]  # the quick configuration
+    assert sorted(p.name for p in out.iterdir()) == ["junit.xml", "report.html", "report.json"]
+    assert result.stdout.rstrip().endswith(
+        "attrib-audit audit --preset fashion-mnist --samples 1000"
+    )

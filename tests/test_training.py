@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -70,7 +71,7 @@ def test_output_keeps_the_format_and_never_overwrites_the_input(tmp_path):
     reloaded = load_model(result.checkpoint)  # verified against onnxruntime on load
     assert reloaded.format == "onnx" and reloaded.card.name == "digits-cnn-natural"
     with pytest.raises(AttribAuditError, match="overwrite the input"):
-        finetune(FinetuneConfig(model=DIGITS, steps=1, out=str(sample_model().parent), **QUICK))
+        finetune(FinetuneConfig(model=DIGITS, steps=1, out=str(Path(DIGITS).parent), **QUICK))
 
 
 def test_train_surrogate_writes_the_original_architecture(tmp_path):

@@ -8,6 +8,13 @@ from pathlib import Path
 from attrib_audit.errors import AttribAuditError
 
 DIGITS = "digits-cnn"
+FASHION = "fashion-mnist-natural"
+DEFAULT = FASHION  # what `attrib-audit audit` with no model audits
+# bundled model -> (its training data, the data an audit of it uses by default)
+DATA = {
+    DIGITS: ("digits:train", "digits:test"),
+    FASHION: ("fashion-mnist:train", "fashion-mnist:slice"),
+}
 
 
 def sample_models_dir() -> Path:
@@ -24,7 +31,16 @@ def sample_models_dir() -> Path:
     raise AttribAuditError("the bundled sample models are missing from this installation")
 
 
-def sample_model(name: str = DIGITS, fmt: str = "pt") -> Path:
+def bundled_data(path: str | Path) -> tuple[str, str] | None:
+    """(training data, audit data) when ``path`` is one of the bundled models, else None."""
+    path = Path(path).resolve()
+    for name, data in DATA.items():
+        if path.parent == (sample_models_dir() / name).resolve():
+            return data
+    return None
+
+
+def sample_model(name: str = DEFAULT, fmt: str = "pt") -> Path:
     """Path of a bundled model file, e.g. ``sample_model("digits-cnn", "onnx")``."""
     path = sample_models_dir() / name / f"model.{fmt}"
     if not path.is_file():
