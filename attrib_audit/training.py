@@ -218,7 +218,7 @@ def finetune(
         classes=card.classes,
         samples=cfg.samples,
     )
-    if hasattr(data, "y") and bool((data.y < 0).any()):
+    if not data.labelled:
         raise AttribAuditError(f"{source} has unlabelled samples; fine-tuning needs labels")
     fn, fixed, wants_gen, wants_attacker = _objective(cfg, card.value_range)
 

@@ -169,3 +169,21 @@ def test_two_process_gloo_run_under_torchrun(tmp_path):
     single = finetune(FinetuneConfig(model=DIGITS, steps=2, out=str(tmp_path / "one"), **QUICK))
     a, b = _weights(tmp_path / "ddp" / "model.pt"), _weights(single.checkpoint)
     assert a.keys() == b.keys() and all(a[k].shape == b[k].shape for k in a)
+
+
+def test_unlabelled_data_is_refused(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    for i in range(4):
+        Image.fromarray(np.full((8, 8), 30 * i, dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    with pytest.raises(AttribAuditError, match="unlabelled samples"):
+        finetune(
+            FinetuneConfig(
+                model=DIGITS,
+                data=str(tmp_path),
+                steps=1,
+                out=str(tmp_path / "o"),
+                **{**QUICK, "samples": None},
+            )
+        )

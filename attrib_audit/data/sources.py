@@ -66,6 +66,11 @@ class Data(ABC):
     def get(self, indices: Tensor) -> tuple[Tensor, Tensor]:
         """The samples at ``indices`` (random access, for training)."""
 
+    @property
+    @abstractmethod
+    def labelled(self) -> bool:
+        """Whether every sample has a label (training needs them)."""
+
 
 @dataclass
 class TensorData(Data):
@@ -85,6 +90,10 @@ class TensorData(Data):
 
     def get(self, indices: Tensor) -> tuple[Tensor, Tensor]:
         return self.x[indices], self.y[indices]
+
+    @property
+    def labelled(self) -> bool:
+        return bool((self.y >= 0).all())
 
 
 @dataclass
@@ -106,6 +115,10 @@ class FileData(Data):
             chunk = self.files[i : i + batch_size]
             x = torch.stack([_read_image(f, self.shape, self.value_range) for f in chunk])
             yield x, torch.tensor(self.labels[i : i + batch_size], dtype=torch.long)
+
+    @property
+    def labelled(self) -> bool:
+        return all(label >= 0 for label in self.labels)
 
     def get(self, indices: Tensor) -> tuple[Tensor, Tensor]:
         idx = [int(i) for i in indices]
