@@ -83,9 +83,6 @@ class Registry:
         self._entries[name] = Entry(name, obj, source, version, dict(defaults or {}), meta)
         return obj
 
-    def unregister(self, name: str) -> None:
-        self._entries.pop(name, None)
-
     def _ensure_loaded(self) -> None:
         if self._loaded:
             return
