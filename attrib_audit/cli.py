@@ -73,7 +73,9 @@ MaxBatchOpt = Annotated[
     typer.Option(
         "--max-batch",
         help="Largest batch given to the model (IG steps and noise samples are folded "
-        "into the batch).",
+        "into the batch). Default: chunks of about 64k input elements on CPU, 4M on GPU; "
+        "0: no chunking.",
+        min=0,
     ),
 ]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for every random choice.")]

@@ -7,7 +7,7 @@ from captum.attr import IntegratedGradients
 from captum.attr._utils.approximation_methods import approximation_parameters
 from torch import nn
 
-from attrib_audit.attributions import integrated_gradients, quadrature, saliency
+from attrib_audit.attributions import _common, integrated_gradients, quadrature, saliency
 from attrib_audit.models import smooth_surrogate
 from tests.conftest import tiny_cnn
 
@@ -107,11 +107,21 @@ def test_folded_batch_equals_a_naive_loop_over_steps(relu_cnn, images, method):
     torch.testing.assert_close(got, naive, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("max_batch", [1, 3, 7, 1000])
-def test_chunking_changes_nothing(relu_cnn, images, max_batch):
-    whole = integrated_gradients(relu_cnn, images, TARGET, steps=10)
+@pytest.mark.parametrize("max_batch", [None, 1, 3, 7, 1000])
+def test_chunking_changes_nothing(relu_cnn, images, max_batch, monkeypatch):
+    whole = integrated_gradients(relu_cnn, images, TARGET, steps=10, max_batch=0)
+    if max_batch is None:
+        monkeypatch.setitem(_common.AUTO_CHUNK_ELEMENTS, "cpu", 6 * images[0].numel() + 5)
+        assert _common.auto_max_batch(images.repeat(10, 1, 1, 1)) == 6
     chunked = integrated_gradients(relu_cnn, images, TARGET, steps=10, max_batch=max_batch)
     torch.testing.assert_close(chunked, whole, rtol=1e-12, atol=1e-12)
+
+
+def test_auto_chunk_size_and_bad_sizes(images, relu_cnn):
+    points = images.repeat(10, 1, 1, 1)
+    assert _common.auto_max_batch(points) == _common.AUTO_CHUNK_ELEMENTS["cpu"] // images[0].numel()
+    with pytest.raises(ValueError, match="max_batch must be >= 0"):
+        integrated_gradients(relu_cnn, images, TARGET, steps=3, max_batch=-1)
 
 
 def test_baselines():
