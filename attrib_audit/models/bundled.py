@@ -49,3 +49,42 @@ def sample_model(name: str = DEFAULT, fmt: str = "pt") -> Path:
             f"no bundled model {name!r} in format {fmt!r}; bundled: {', '.join(available)}"
         )
     return path
+
+
+def publish_sample_model(trained: Path, card, folder: Path, *, test: str, also: str) -> float:
+    """Write a trained state_dict as a sample model in ``folder``: ``model.pt``, ``model.onnx``
+    (verified with onnxruntime) and ``model.toml``, the card headed by the accuracies on the
+    ``test`` and ``also`` data sources. Returns the ``test`` accuracy. For the scripts in
+    ``sample_models/*/train.py``."""
+    import shutil
+
+    import torch
+
+    from attrib_audit.data import load_data
+    from attrib_audit.models.export import save_model
+    from attrib_audit.models.loading import load_model
+
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(trained, folder / "model.pt")
+    card_path = folder / "model.toml"
+    card_path.write_text(card.to_toml())
+    loaded = load_model(folder / "model.pt")
+    kw = {"input_shape": card.input_shape, "value_range": card.value_range}
+    accuracy = {}
+    with torch.no_grad():
+        for source in (test, also):
+            data = load_data(source, **kw)
+            hit = loaded.predict(data.x).argmax(1) == data.y
+            accuracy[source] = (hit.float().mean().item(), len(hit))
+    probe = load_data(test, samples=4, **kw).x
+    save_model(loaded.module.inner, card, "onnx", folder / "model.onnx", probe=probe)
+    header = "".join(
+        f"# {source} accuracy {acc:.4f} ({n:,} images); made by train.py\n"
+        for source, (acc, n) in accuracy.items()
+    )
+    card_path.write_text(header + card.to_toml())  # save_model wrote the bare card
+    onnx = load_model(folder / "model.onnx")
+    data = load_data(test, **kw)
+    onnx_acc = (onnx.predict(data.x).argmax(1) == data.y).float().mean().item()
+    print(f"{test} accuracy: state_dict {accuracy[test][0]:.4f}, onnx {onnx_acc:.4f}")
+    return accuracy[test][0]

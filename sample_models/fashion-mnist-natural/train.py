@@ -14,7 +14,6 @@ Reproduce (about 4 minutes on 2 CPU cores; needs `apt-get install -y dataset-fas
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from attrib_audit.data import FASHION_MNIST_CLASSES, load_data, read_idx
+from attrib_audit.data import FASHION_MNIST_CLASSES, read_idx
 from attrib_audit.data.sources import FASHION_MNIST_DIR, SLICE_PATH
-from attrib_audit.models import ModelCard, load_model
-from attrib_audit.models.export import save_model
+from attrib_audit.models import ModelCard
+from attrib_audit.models.bundled import publish_sample_model
 from attrib_audit.models.zoo import fashion_mnist_cnn
 
 HERE = Path(__file__).resolve().parent
@@ -84,20 +83,9 @@ def main() -> None:
         ],
         check=True,
     )
-    shutil.copy(work / "out" / "model.pt", HERE / "model.pt")
-    loaded = load_model(HERE / "model.pt", card=work / "init.toml")
-    test = load_data("fashion-mnist:test", input_shape=(1, 28, 28), value_range=(0.0, 1.0))
-    part = load_data("fashion-mnist:slice", input_shape=(1, 28, 28), value_range=(0.0, 1.0))
-    with torch.no_grad():
-        acc = (loaded.predict(test.x).argmax(1) == test.y).float().mean().item()
-        acc_slice = (loaded.predict(part.x).argmax(1) == part.y).float().mean().item()
-    save_model(loaded.module.inner, CARD, "onnx", HERE / "model.onnx", probe=test.x[:4])
-    (HERE / "model.toml").write_text(  # the card save_model wrote, with the accuracy noted
-        f"# fashion-mnist:test accuracy {acc:.4f} (10,000 images); made by train.py\n"
-        f"# fashion-mnist:slice accuracy {acc_slice:.4f} (1,000 images)\n" + CARD.to_toml()
+    publish_sample_model(
+        work / "out" / "model.pt", CARD, HERE, test="fashion-mnist:test", also="fashion-mnist:slice"
     )
-    onnx_acc = load_model(HERE / "model.onnx").predict(test.x).argmax(1) == test.y
-    print(f"test accuracy: state_dict {acc:.4f}, onnx {onnx_acc.float().mean().item():.4f}")
 
 
 if __name__ == "__main__":
