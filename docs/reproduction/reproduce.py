@@ -1,0 +1,145 @@
+"""Reproduce docs/REPRODUCTION.md: fine-tune the natural Fashion-MNIST model with each objective
+under one budget, audit every model with the fashion-mnist preset, measure accuracies.
+
+    python docs/reproduction/reproduce.py --out runs/reproduction [--steps 50] [--audit-samples 64]
+
+Every training and audit is a plain `attrib-audit` command (printed before it runs). Finished
+steps are skipped when the script is run again with the same --out, so it can be stopped and
+resumed. Needs `apt-get install -y dataset-fashion-mnist` (training data, test accuracy).
+Writes OUT/table.md (the table of docs/REPRODUCTION.md) and OUT/table.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from attrib_audit.attacks import pgd
+from attrib_audit.data import load_data
+from attrib_audit.models import load_model
+from attrib_audit.models.bundled import sample_model
+from attrib_audit.presets import PRESETS
+
+OBJECTIVES = ["madry", "ig-norm", "ig-sum-norm", "ssr", "cacr-wacr"]
+PRESET = PRESETS["fashion-mnist"]
+
+
+def run(cmd: list[str]) -> float:
+    print("$ " + shlex.join(cmd), flush=True)
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    return time.perf_counter() - t0
+
+
+def accuracies(path: Path, pgd_samples: int, batch: int = 250) -> dict[str, float]:
+    """Natural accuracy on the test set (all of it when the Debian package is there, else
+    the bundled slice) and PGD accuracy (the preset's PGD) on the first ``pgd_samples``."""
+    loaded = load_model(path)
+    model = loaded.module.eval()
+    kw = {"input_shape": loaded.card.input_shape, "value_range": loaded.card.value_range}
+    try:
+        test, test_name = load_data("fashion-mnist:test", **kw), "fashion-mnist:test"
+    except Exception:  # no Debian package: the bundled 1,000
+        test, test_name = load_data("fashion-mnist:slice", **kw), "fashion-mnist:slice"
+    correct = n = 0
+    with torch.no_grad():
+        for x, y in test.batches(batch):
+            correct += int((model(x).argmax(1) == y).sum())
+            n += len(y)
+    robust = m = 0
+    pgd_data = load_data("fashion-mnist:slice", samples=pgd_samples, **kw)
+    for b, (x, y) in enumerate(pgd_data.batches(batch)):
+        x_adv = pgd(
+            model,
+            None,
+            x,
+            y,
+            epsilon=PRESET["epsilons"][0],
+            steps=PRESET["pgd_steps"],
+            step_size=PRESET["pgd_step_size"],
+            value_range=loaded.card.value_range,
+            seed=b,
+        )
+        with torch.no_grad():
+            robust += int((model(x_adv).argmax(1) == y).sum())
+        m += len(y)
+    return {
+        "natural_accuracy": correct / n,
+        "natural_on": f"{test_name} ({n})",
+        "pgd_accuracy": robust / m,
+        "pgd_on": f"fashion-mnist:slice ({m})",
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--steps", type=int, default=50, help="fine-tuning steps per objective")
+    ap.add_argument("--audit-samples", type=int, default=64)
+    ap.add_argument("--pgd-samples", type=int, default=1000)
+    ap.add_argument("--objectives", default=",".join(OBJECTIVES))
+    args = ap.parse_args()
+    exe = str(Path(sys.executable).with_name("attrib-audit"))
+    natural = sample_model("fashion-mnist-natural")
+    args.out.mkdir(parents=True, exist_ok=True)
+    timing_path = args.out / "timing.json"
+    timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
+
+    models = {"natural": natural}
+    for obj in args.objectives.split(","):
+        out = args.out / obj
+        models[obj] = out / "model.pt"
+        if not models[obj].exists():
+            timing[f"finetune {obj}"] = run(
+                [exe, "finetune", str(natural), "--objective", obj]
+                + ["--data", "fashion-mnist:train", "--steps", str(args.steps)]
+                + ["--no-audit", "--out", str(out)]
+            )
+            timing_path.write_text(json.dumps(timing, indent=1))
+
+    rows = {}
+    for name, path in models.items():
+        audit_dir = args.out / name / "audit"
+        if not (audit_dir / "report.json").exists():
+            timing[f"audit {name}"] = run(
+                [exe, "audit", str(path), "--data", "fashion-mnist:slice"]
+                + ["--preset", "fashion-mnist", "--samples", str(args.audit_samples)]
+                + ["--out", str(audit_dir)]
+            )
+            timing_path.write_text(json.dumps(timing, indent=1))
+        report = json.loads((audit_dir / "report.json").read_text())
+        (row,) = [r for r in report["results"] if r["transfer_from"] is None]
+        rows[name] = {
+            **accuracies(path, args.pgd_samples),
+            "topk_median": row["metrics"]["topk_intersection"]["median"],
+            "kendall_median": row["metrics"]["kendall"]["median"],
+            "attributed": row["n"],
+            "finetune_s": timing.get(f"finetune {name}"),
+            "audit_s": timing.get(f"audit {name}"),
+        }
+        print(name, rows[name], flush=True)
+
+    (args.out / "table.json").write_text(json.dumps(rows, indent=1))
+    lines = [
+        "| model | natural acc. | PGD acc. | median top-k | median Kendall | fine-tune wall |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r in rows.items():
+        wall = f"{r['finetune_s'] / 60:.1f} min" if r["finetune_s"] else "-"
+        lines.append(
+            f"| {name} | {r['natural_accuracy']:.2%} | {r['pgd_accuracy']:.2%} | "
+            f"{r['topk_median']:.2%} | {r['kendall_median']:.4f} | {wall} |"
+        )
+    (args.out / "table.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
