@@ -1,4 +1,4 @@
-"""The bundled Fashion-MNIST slice and the natural Fashion-MNIST sample model."""
+"""The bundled Fashion-MNIST slice and the natural and robust Fashion-MNIST sample models."""
 
 import re
 
@@ -36,9 +36,13 @@ def _stated(path, split):
     return float(re.search(rf"# fashion-mnist:{split} accuracy ([0-9.]+)", text).group(1))
 
 
+MODELS = ["fashion-mnist-natural", "fashion-mnist-robust"]
+
+
 @pytest.mark.parametrize("fmt", ["pt", "onnx"])
-def test_the_natural_model_loads_and_reaches_its_stated_accuracy(fmt):
-    path = sample_model("fashion-mnist-natural", fmt)
+@pytest.mark.parametrize("name", MODELS)
+def test_the_sample_models_load_and_reach_their_stated_accuracy(name, fmt):
+    path = sample_model(name, fmt)
     model = load_model(path)
     assert model.card.classes == FASHION_MNIST_CLASSES
     data = load_data("fashion-mnist:slice", **CARD)
@@ -46,12 +50,13 @@ def test_the_natural_model_loads_and_reaches_its_stated_accuracy(fmt):
     stated = _stated(path, "slice")
     # the same weights on the same 1,000 images: at most 2 images may flip across platforms
     assert abs(acc - stated) <= 0.002
-    assert _stated(path, "test") >= 0.90
+    assert _stated(path, "test") >= (0.90 if name.endswith("natural") else 0.80)
 
 
 def test_the_sample_model_files_stay_small():
-    for fmt in ("pt", "onnx"):
-        assert sample_model("fashion-mnist-natural", fmt).stat().st_size < 5 * 2**20
+    for name in MODELS:
+        for fmt in ("pt", "onnx"):
+            assert sample_model(name, fmt).stat().st_size < 5 * 2**20
     assert sources_module.SLICE_PATH.stat().st_size < 2**20
     assert np.load(sources_module.SLICE_PATH)["x"].dtype == np.uint8
 
@@ -80,3 +85,30 @@ def test_the_default_audit_runs_end_to_end(tmp_path):
     assert result.stdout.rstrip().endswith(
         "attrib-audit audit --preset fashion-mnist --samples 1000"
     )
+
+
+def _ifia_topk(name, tmp_path, samples, steps, ig_steps):
+    """Median top-k intersection of IG under IFIA top-k at the fashion-mnist preset's epsilon."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from attrib_audit.cli import app
+
+    out = tmp_path / name
+    args = ["audit", str(sample_model(name)), "--preset", "fashion-mnist", "--out", str(out)]
+    args += ["--samples", str(samples), "--steps", str(steps), "--ig-steps", str(ig_steps)]
+    result = CliRunner().invoke(app, args + ["--format", "json"])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads((out / "report.json").read_text())["results"]
+    assert row["attack"] == "ifia-topk" and row["epsilon"] == 0.1 and row["n"] >= samples * 0.8
+    return row["metrics"]["topk_intersection"]["median"]
+
+
+@pytest.mark.slow
+def test_the_robust_model_beats_the_natural_one_on_ifia_topk(tmp_path):
+    # the preset's attack (eps 0.1, k 100, steps of 0.01) shortened to 40 steps, IG-16, on the
+    # first 48 slice images; full-protocol numbers are in docs/REPRODUCTION.md
+    natural = _ifia_topk("fashion-mnist-natural", tmp_path, 48, 40, 16)
+    robust = _ifia_topk("fashion-mnist-robust", tmp_path, 48, 40, 16)
+    assert robust > natural + 0.03, (natural, robust)

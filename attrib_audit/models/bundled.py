@@ -9,11 +9,13 @@ from attrib_audit.errors import AttribAuditError
 
 DIGITS = "digits-cnn"
 FASHION = "fashion-mnist-natural"
+ROBUST = "fashion-mnist-robust"
 DEFAULT = FASHION  # what `attrib-audit audit` with no model audits
 # bundled model -> (its training data, the data an audit of it uses by default)
 DATA = {
     DIGITS: ("digits:train", "digits:test"),
     FASHION: ("fashion-mnist:train", "fashion-mnist:slice"),
+    ROBUST: ("fashion-mnist:train", "fashion-mnist:slice"),
 }
 
 

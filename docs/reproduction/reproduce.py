@@ -116,10 +116,15 @@ def main() -> None:
             timing_path.write_text(json.dumps(timing, indent=1))
         report = json.loads((audit_dir / "report.json").read_text())
         (row,) = [r for r in report["results"] if r["transfer_from"] is None]
+        acc_path = args.out / name / "accuracy.json"
+        if not acc_path.exists():
+            acc_path.write_text(json.dumps(accuracies(path, args.pgd_samples)))
         rows[name] = {
-            **accuracies(path, args.pgd_samples),
+            **json.loads(acc_path.read_text()),
             "topk_median": row["metrics"]["topk_intersection"]["median"],
+            "topk_mean": row["metrics"]["topk_intersection"]["mean"],
             "kendall_median": row["metrics"]["kendall"]["median"],
+            "kendall_mean": row["metrics"]["kendall"]["mean"],
             "attributed": row["n"],
             "finetune_s": timing.get(f"finetune {name}"),
             "audit_s": timing.get(f"audit {name}"),
@@ -128,14 +133,16 @@ def main() -> None:
 
     (args.out / "table.json").write_text(json.dumps(rows, indent=1))
     lines = [
-        "| model | natural acc. | PGD acc. | median top-k | median Kendall | fine-tune wall |",
+        "| model | natural acc. | PGD acc. | top-k median (mean) | Kendall median (mean) "
+        "| fine-tune wall |",
         "|---|---|---|---|---|---|",
     ]
     for name, r in rows.items():
         wall = f"{r['finetune_s'] / 60:.1f} min" if r["finetune_s"] else "-"
         lines.append(
             f"| {name} | {r['natural_accuracy']:.2%} | {r['pgd_accuracy']:.2%} | "
-            f"{r['topk_median']:.2%} | {r['kendall_median']:.4f} | {wall} |"
+            f"{r['topk_median']:.2%} ({r['topk_mean']:.2%}) | "
+            f"{r['kendall_median']:.4f} ({r['kendall_mean']:.4f}) | {wall} |"
         )
     (args.out / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
