@@ -72,21 +72,19 @@ def publish_sample_model(trained: Path, card, folder: Path, *, test: str, also: 
     card_path.write_text(card.to_toml())
     loaded = load_model(folder / "model.pt")
     kw = {"input_shape": card.input_shape, "value_range": card.value_range}
+    data = {source: load_data(source, **kw) for source in (test, also)}
     accuracy = {}
     with torch.no_grad():
-        for source in (test, also):
-            data = load_data(source, **kw)
-            hit = loaded.predict(data.x).argmax(1) == data.y
+        for source, d in data.items():
+            hit = loaded.predict(d.x).argmax(1) == d.y
             accuracy[source] = (hit.float().mean().item(), len(hit))
-    probe = load_data(test, samples=4, **kw).x
-    save_model(loaded.module.inner, card, "onnx", folder / "model.onnx", probe=probe)
+    save_model(loaded.module.inner, card, "onnx", folder / "model.onnx", probe=data[test].x[:4])
     header = "".join(
         f"# {source} accuracy {acc:.4f} ({n:,} images); made by train.py\n"
         for source, (acc, n) in accuracy.items()
     )
     card_path.write_text(header + card.to_toml())  # save_model wrote the bare card
     onnx = load_model(folder / "model.onnx")
-    data = load_data(test, **kw)
-    onnx_acc = (onnx.predict(data.x).argmax(1) == data.y).float().mean().item()
+    onnx_acc = (onnx.predict(data[test].x).argmax(1) == data[test].y).float().mean().item()
     print(f"{test} accuracy: state_dict {accuracy[test][0]:.4f}, onnx {onnx_acc:.4f}")
     return accuracy[test][0]
