@@ -73,18 +73,18 @@ def publish_sample_model(trained: Path, card, folder: Path, *, test: str, also: 
     loaded = load_model(folder / "model.pt")
     kw = {"input_shape": card.input_shape, "value_range": card.value_range}
     data = {source: load_data(source, **kw) for source in (test, also)}
-    accuracy = {}
-    with torch.no_grad():
-        for source, d in data.items():
-            hit = loaded.predict(d.x).argmax(1) == d.y
-            accuracy[source] = (hit.float().mean().item(), len(hit))
+
+    @torch.no_grad()
+    def accuracy_of(model, source: str) -> float:
+        return (model.predict(data[source].x).argmax(1) == data[source].y).float().mean().item()
+
+    accuracy = {source: (accuracy_of(loaded, source), len(d)) for source, d in data.items()}
     save_model(loaded.module.inner, card, "onnx", folder / "model.onnx", probe=data[test].x[:4])
     header = "".join(
         f"# {source} accuracy {acc:.4f} ({n:,} images); made by train.py\n"
         for source, (acc, n) in accuracy.items()
     )
     card_path.write_text(header + card.to_toml())  # save_model wrote the bare card
-    onnx = load_model(folder / "model.onnx")
-    onnx_acc = (onnx.predict(data[test].x).argmax(1) == data[test].y).float().mean().item()
+    onnx_acc = accuracy_of(load_model(folder / "model.onnx"), test)
     print(f"{test} accuracy: state_dict {accuracy[test][0]:.4f}, onnx {onnx_acc:.4f}")
     return accuracy[test][0]

@@ -23,6 +23,7 @@ import torch
 
 from attrib_audit.attacks import pgd
 from attrib_audit.data import load_data
+from attrib_audit.errors import AttribAuditError
 from attrib_audit.models import load_model
 from attrib_audit.models.bundled import sample_model
 from attrib_audit.presets import PRESETS
@@ -50,7 +51,7 @@ def accuracies(path: Path, pgd_samples: int, batch: int = 250) -> dict[str, floa
     kw = {"input_shape": loaded.card.input_shape, "value_range": loaded.card.value_range}
     try:
         test, test_name = load_data("fashion-mnist:test", **kw), "fashion-mnist:test"
-    except Exception:  # no Debian package: the bundled 1,000
+    except AttribAuditError:  # no Debian package: the bundled 1,000
         test, test_name = load_data("fashion-mnist:slice", **kw), "fashion-mnist:slice"
     correct = n = 0
     with torch.no_grad():
