@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from attrib_audit.errors import AttribAuditError
+from attrib_audit.models.card import LoadOptions
 from attrib_audit.presets import PRESETS, scaled_k
 
 # options a preset may set; None in AuditConfig means "preset, else this default"
@@ -47,18 +48,10 @@ JOURNAL = ".audit-journal.jsonl"
 
 
 @dataclass
-class AuditConfig:
+class AuditConfig(LoadOptions):
     """Every audit option. ``None`` means: the preset's value, else the default."""
 
     model: str | None = None  # None: the bundled sample model
-    arch: str | None = None
-    card: str | None = None
-    input_shape: tuple[int, ...] | None = None
-    value_range: tuple[float, float] | None = None
-    mean: tuple[float, ...] | None = None
-    std: tuple[float, ...] | None = None
-    classes: tuple[str, ...] | None = None
-    trust: bool = False
     data: str | None = None  # None: the bundled data of the bundled model
     samples: int | None = None  # None: 100 (32 in the quick default audit)
     batch_size: int = 64
@@ -244,7 +237,6 @@ def _prepare(config: AuditConfig, device) -> dict[str, Any]:
     from attrib_audit.data import load_data
     from attrib_audit.models import load_model, sample_model, smooth_surrogate
     from attrib_audit.models.bundled import bundled_data
-    from attrib_audit.models.loading import load_options
     from attrib_audit.registry import ATTACKS, METHODS, METRICS
 
     for fmt in config.formats:
@@ -255,7 +247,7 @@ def _prepare(config: AuditConfig, device) -> dict[str, Any]:
             config, **{k: v for k, v in QUICK.items() if getattr(config, k) is None}
         )
     path = config.model or str(sample_model())
-    loaded = load_model(path, **load_options(config))
+    loaded = load_model(path, **config.load_options())
     bundled = bundled_data(path)
     data_source = config.data or (bundled[1] if bundled else None)
     if data_source is None:

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from attrib_audit.errors import AttribAuditError
+from attrib_audit.models.card import LoadOptions
 
 STATE = "training-state.pt"
 OPTIMIZERS = ("adam", "sgd")
@@ -30,7 +31,7 @@ SCHEDULES = ("constant", "cosine", "step")
 
 
 @dataclass
-class FinetuneConfig:
+class FinetuneConfig(LoadOptions):
     """Every fine-tuning option. RAR/CACR train Fashion-MNIST with Adam at 1e-4, batch 32, for
     ~100k steps; a fine-tune of a few hundred steps needs a larger rate, hence 1e-3."""
 
@@ -38,14 +39,6 @@ class FinetuneConfig:
     objective: str = "ig-norm"
     params: dict[str, Any] = field(default_factory=dict)  # the objective's, as in its paper
     data: str | None = None  # None: the training data of a bundled model
-    arch: str | None = None
-    card: str | None = None
-    input_shape: tuple[int, ...] | None = None
-    value_range: tuple[float, float] | None = None
-    mean: tuple[float, ...] | None = None
-    std: tuple[float, ...] | None = None
-    classes: tuple[str, ...] | None = None
-    trust: bool = False
     samples: int | None = None
     steps: int | None = None
     epochs: int | None = None  # used when steps is None; default 1
@@ -182,7 +175,6 @@ def finetune(
     from attrib_audit.models import load_model, smooth_surrogate
     from attrib_audit.models.bundled import bundled_data
     from attrib_audit.models.export import SUFFIX, save_model
-    from attrib_audit.models.loading import load_options
 
     cfg = config
     rank, world, local_rank = _dist()
@@ -197,7 +189,7 @@ def finetune(
         )
     src = Path(cfg.model)
     out = Path(cfg.out)
-    loaded = load_model(src, **load_options(cfg))
+    loaded = load_model(src, **cfg.load_options())
     ckpt = out / f"model{SUFFIX[loaded.format]}"
     if ckpt.resolve() == src.resolve():
         raise AttribAuditError(
@@ -317,10 +309,9 @@ def _before_after(
     the change)."""
     from attrib_audit.audit import AuditConfig, audit
     from attrib_audit.io import atomic_write_text
-    from attrib_audit.models.loading import load_options
 
     common = {
-        **load_options(cfg),
+        **cfg.load_options(),
         "data": audit_data,
         "samples": cfg.audit_samples,
         "preset": cfg.audit_preset,

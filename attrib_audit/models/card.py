@@ -27,6 +27,25 @@ FLAGS = {
 }
 
 
+@dataclass(kw_only=True)
+class LoadOptions:
+    """How to load a model: card fields given as options (they override the sidecar card) and
+    the trust flag. The audit's and the fine-tuning's configs extend it."""
+
+    arch: str | None = None
+    card: str | None = None
+    input_shape: tuple[int, ...] | None = None
+    value_range: tuple[float, float] | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    classes: tuple[str, ...] | None = None
+    trust: bool = False
+
+    def load_options(self) -> dict[str, Any]:
+        """These options as ``load_model`` keywords."""
+        return {f.name: getattr(self, f.name) for f in fields(LoadOptions)}
+
+
 @dataclass(frozen=True)
 class ModelCard:
     """Architecture, input shape (C, H, W), value range, normalisation and class names.

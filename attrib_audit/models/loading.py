@@ -299,15 +299,6 @@ def load_model(
     return LoadedModel(module, the_card, fmt, sha256(path), path, sess, input_name, error)
 
 
-# the options of AuditConfig / FinetuneConfig that describe how to load the model
-LOAD_OPTIONS = ("arch", "card", "input_shape", "value_range", "mean", "std", "classes", "trust")
-
-
-def load_options(config: Any) -> dict[str, Any]:
-    """The loading options held by a config object (AuditConfig, FinetuneConfig)."""
-    return {name: getattr(config, name) for name in LOAD_OPTIONS}
-
-
 def _format_for(path: Path, loaders) -> str:
     builtin = detect_format(path)
     suffix = path.suffix.lower()
