@@ -3,9 +3,10 @@ under one budget, audit every model with the fashion-mnist preset, measure accur
 
     python docs/reproduction/reproduce.py --out runs/reproduction [--steps 50] [--audit-samples 64]
 
-Every training and audit is a plain `attrib-audit` command (printed before it runs). Finished
-steps are skipped when the script is run again with the same --out, so it can be stopped and
-resumed. Needs `apt-get install -y dataset-fashion-mnist` (training data, test accuracy).
+Every training and audit is a plain `attrib-audit` command (printed before it runs). Run again
+with the same --out, it skips what finished and continues an interrupted fine-tune or audit
+with `--resume` (an audit keeps every finished batch), so a long run can be spread over
+several sittings. Needs `apt-get install -y dataset-fashion-mnist` (training data, test accuracy).
 Writes OUT/table.md (the table of docs/REPRODUCTION.md) and OUT/table.json.
 """
 
@@ -22,11 +23,13 @@ from pathlib import Path
 import torch
 
 from attrib_audit.attacks import pgd
+from attrib_audit.audit import JOURNAL
 from attrib_audit.data import load_data
 from attrib_audit.errors import AttribAuditError
 from attrib_audit.models import load_model
 from attrib_audit.models.bundled import sample_model
 from attrib_audit.presets import PRESETS
+from attrib_audit.training import STATE
 
 OBJECTIVES = ["madry", "ig-norm", "ig-sum-norm", "ssr", "cacr-wacr"]
 # The papers' parameters (the objectives' defaults), except SSR's scale s: its 1e6 is for
@@ -102,11 +105,12 @@ def main() -> None:
         out = args.out / obj
         models[obj] = out / "model.pt"
         if not models[obj].exists():
-            timing[f"finetune {obj}"] = run(
+            resume = ["--resume"] if (out / STATE).exists() else []
+            timing[f"finetune {obj}"] = timing.get(f"finetune {obj}", 0.0) + run(
                 [exe, "finetune", str(natural), "--objective", obj]
                 + ["--data", "fashion-mnist:train", "--steps", str(args.steps)]
                 + PARAMS.get(obj, [])
-                + ["--no-audit", "--out", str(out)]
+                + ["--no-audit", "--out", str(out), *resume]
             )
             timing_path.write_text(json.dumps(timing, indent=1))
 
@@ -114,10 +118,11 @@ def main() -> None:
     for name, path in models.items():
         audit_dir = args.out / name / "audit"
         if not (audit_dir / "report.json").exists():
-            timing[f"audit {name}"] = run(
+            resume = ["--resume"] if (audit_dir / JOURNAL).exists() else []
+            timing[f"audit {name}"] = timing.get(f"audit {name}", 0.0) + run(
                 [exe, "audit", str(path), "--data", "fashion-mnist:slice"]
                 + ["--preset", "fashion-mnist", "--samples", str(args.audit_samples)]
-                + ["--out", str(audit_dir)]
+                + ["--out", str(audit_dir), *resume]
             )
             timing_path.write_text(json.dumps(timing, indent=1))
         report = json.loads((audit_dir / "report.json").read_text())
