@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -39,11 +40,16 @@ PARAMS = {"ssr": ["--param", "s=0.1"]}
 PRESET = PRESETS["fashion-mnist"]
 
 
-def run(cmd: list[str]) -> float:
+def run(cmd: list[str], timing: dict[str, float], key: str, timing_path: Path) -> None:
+    """Run one command and add its wall time to ``timing[key]`` in ``timing_path``, also when
+    it fails or is stopped (SIGTERM, Ctrl-C), so the sittings of a resumed run add up."""
     print("$ " + shlex.join(cmd), flush=True)
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True)
-    return time.perf_counter() - t0
+    try:
+        subprocess.run(cmd, check=True)
+    finally:
+        timing[key] = timing.get(key, 0.0) + time.perf_counter() - t0
+        timing_path.write_text(json.dumps(timing, indent=1))
 
 
 def accuracies(path: Path, pgd_samples: int, batch: int = 250) -> dict[str, float]:
@@ -94,6 +100,9 @@ def main() -> None:
     ap.add_argument("--pgd-samples", type=int, default=1000)
     ap.add_argument("--objectives", default=",".join(OBJECTIVES))
     args = ap.parse_args()
+    # SIGTERM (how a background run is stopped) unwinds like Ctrl-C: the running command is
+    # stopped and its time so far recorded.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     exe = str(Path(sys.executable).with_name("attrib-audit"))
     natural = sample_model("fashion-mnist-natural")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -106,25 +115,29 @@ def main() -> None:
         models[obj] = out / "model.pt"
         if not models[obj].exists():
             resume = ["--resume"] if (out / STATE).exists() else []
-            timing[f"finetune {obj}"] = timing.get(f"finetune {obj}", 0.0) + run(
+            run(
                 [exe, "finetune", str(natural), "--objective", obj]
                 + ["--data", "fashion-mnist:train", "--steps", str(args.steps)]
                 + PARAMS.get(obj, [])
-                + ["--no-audit", "--out", str(out), *resume]
+                + ["--no-audit", "--out", str(out), *resume],
+                timing,
+                f"finetune {obj}",
+                timing_path,
             )
-            timing_path.write_text(json.dumps(timing, indent=1))
 
     rows = {}
     for name, path in models.items():
         audit_dir = args.out / name / "audit"
         if not (audit_dir / "report.json").exists():
             resume = ["--resume"] if (audit_dir / JOURNAL).exists() else []
-            timing[f"audit {name}"] = timing.get(f"audit {name}", 0.0) + run(
+            run(
                 [exe, "audit", str(path), "--data", "fashion-mnist:slice"]
                 + ["--preset", "fashion-mnist", "--samples", str(args.audit_samples)]
-                + ["--out", str(audit_dir), *resume]
+                + ["--out", str(audit_dir), *resume],
+                timing,
+                f"audit {name}",
+                timing_path,
             )
-            timing_path.write_text(json.dumps(timing, indent=1))
         report = json.loads((audit_dir / "report.json").read_text())
         (row,) = [r for r in report["results"] if r["transfer_from"] is None]
         acc_path = args.out / name / "accuracy.json"
