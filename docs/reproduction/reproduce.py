@@ -155,7 +155,7 @@ def main() -> None:
             "kendall_median": row["metrics"]["kendall"]["median"],
             "kendall_mean": row["metrics"]["kendall"]["mean"],
             "attributed": row["n"],
-            "samples": args.audit_samples,
+            "samples": report["data"]["n_samples"],
             "finetune_s": timing.get(f"finetune {name}"),
             "audit_s": timing.get(f"audit {name}"),
         }
