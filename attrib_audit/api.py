@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from attrib_audit.errors import AttribAuditError
 from attrib_audit.models.loading import LoadedModel
 
 
@@ -38,7 +39,7 @@ def method_kwargs(
             others = {k for e in METHODS for k in inspect.signature(e.obj).parameters}
         if key not in others:  # a typo, not a setting of another method (ig steps for sm)
             valid = [k for k in params if k not in ("model", "x", "target")]
-            raise ValueError(
+            raise AttribAuditError(
                 f"method {name!r} has no setting {key!r}; its settings: {', '.join(valid)}"
             )
     return entry.obj, kwargs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 import dataclasses
 import hashlib
 import inspect
@@ -117,14 +118,17 @@ class AuditConfig(LoadOptions):
             values["attack_k"] = values["k"]
         return dataclasses.replace(self, **values)
 
-    def fingerprint(self) -> str:
-        """What a resumed audit must share with the interrupted one."""
+    def settings(self) -> dict[str, Any]:
+        """What a resumed audit must share with the interrupted one (JSON values)."""
         d = {
             k: v
             for k, v in dataclasses.asdict(self).items()
             if k not in ("resume", "out", "formats", "require", "baseline", "max_drop")
         }
-        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
+        return json.loads(json.dumps(d, sort_keys=True, default=str))
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.settings(), sort_keys=True).encode()).hexdigest()
 
 
 def _accepted(fn: Callable, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -139,7 +143,7 @@ def _cell_seed(seed: int, *parts: Any) -> int:
 
 
 def _finite(v: float) -> float | None:
-    return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+    return None if v is None or not math.isfinite(v) else float(v)
 
 
 def _encode(t: Tensor) -> str:
@@ -153,29 +157,34 @@ def decode_array(s: str) -> np.ndarray:
 
 
 class Journal:
-    """Per-cell results, appended as each cell finishes, so an interrupted audit resumes."""
+    """Per-cell results, appended as each cell finishes, so an interrupted audit resumes.
 
-    def __init__(self, path: Path | None, fingerprint: str, resume: bool) -> None:
-        self.path, self.done = path, {}
+    The first line records what the results are of: the checkpoint's sha256, the data's
+    fingerprint and the settings. A resume whose model, data or settings differ is refused,
+    naming what changed.
+    """
+
+    def __init__(self, path: Path | None, header: dict[str, Any], resume: bool) -> None:
+        self.path, self.done, self.created = path, {}, False
         if path is None:
             return
         if resume and path.is_file():
-            lines = path.read_text().splitlines()
-            header = json.loads(lines[0]) if lines else {}
-            if header.get("fingerprint") != fingerprint:
-                raise AttribAuditError(
-                    f"cannot resume: {path} was written by an audit with other settings; "
-                    "rerun without --resume to start over"
-                )
+            lines = path.read_text(errors="replace").splitlines()
+            try:
+                old = json.loads(lines[0]) if lines else {}
+            except json.JSONDecodeError:
+                old = {}
+            _check_same_run(path, old if isinstance(old, dict) else {}, header)
             for line in lines[1:]:
                 try:
                     entry = json.loads(line)
                 except json.JSONDecodeError:  # the line an interruption cut short
                     continue
-                self.done[entry["cell"]] = entry
+                if isinstance(entry, dict) and isinstance(entry.get("cell"), str):
+                    self.done[entry["cell"]] = entry
         else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({"fingerprint": fingerprint}) + "\n")
+            path.write_text(json.dumps(header) + "\n")
+            self.created = True
 
     def get(self, cell: str) -> dict | None:
         return self.done.get(cell)
@@ -191,6 +200,35 @@ class Journal:
     def remove(self) -> None:
         if self.path is not None:
             self.path.unlink(missing_ok=True)
+
+
+def _check_same_run(path: Path, old: dict[str, Any], new: dict[str, Any]) -> None:
+    start_over = "rerun without --resume to start over"
+    if set(old) != set(new):
+        raise AttribAuditError(
+            f"cannot resume: {path} was not written by this version of the audit; {start_over}"
+        )
+    if old["model_sha256"] != new["model_sha256"]:
+        raise AttribAuditError(
+            f"cannot resume: the checkpoint changed since the interrupted audit (sha256 "
+            f"{str(old['model_sha256'])[:12]}... then, {new['model_sha256'][:12]}... now); "
+            f"{start_over}"
+        )
+    if old["data"] != new["data"]:
+        raise AttribAuditError(
+            f"cannot resume: the data changed since the interrupted audit; {start_over}"
+        )
+    a, b = old["settings"], new["settings"]
+    if a != b:
+        keys = a.keys() | b.keys() if isinstance(a, dict) else b.keys()
+        changed = [
+            f"{k} {a.get(k)!r} -> {b.get(k)!r}"
+            for k in sorted(keys)
+            if not isinstance(a, dict) or a.get(k) != b.get(k)
+        ]
+        raise AttribAuditError(
+            f"cannot resume: the settings changed ({'; '.join(changed[:4])}); {start_over}"
+        )
 
 
 def _method_fn(name: str, cfg: AuditConfig, value_range, seed: int):
@@ -216,28 +254,45 @@ def audit(
     config: AuditConfig, *, progress: Callable[[int, int, str], None] | None = None
 ) -> dict[str, Any]:
     """Run the audit described by ``config``; write its reports to ``config.out`` (when set)
-    and return the JSON report (DESIGN section 9)."""
+    and return the JSON report (``README.md``, "The report").
+
+    Every check of the input runs before the first attack; a bad input raises
+    :class:`AttribAuditError` and leaves no file behind.
+    """
     from attrib_audit.device import resolve_device
-    from attrib_audit.report import build_report, write_reports
+    from attrib_audit.io import OutputDir
+    from attrib_audit.report import build_report, render_reports, write_rendered
 
     device = resolve_device(config.device)
     state = _prepare(config, device)
     cfg = state["cfg"]
-    out = Path(cfg.out) if cfg.out else None
-    journal = Journal(out / JOURNAL if out else None, cfg.fingerprint(), cfg.resume)
-    rows, gallery, extras = _run_grid(state, journal, device, progress)
-    report = build_report(state, rows, extras)
-    if out is not None:
-        write_reports(report, out, cfg.formats, gallery=gallery)
+    header = {
+        "model_sha256": state["loaded"].sha256,
+        "data": state["data"].fingerprint(),
+        "settings": cfg.settings(),
+    }
+    if not cfg.out:
+        rows, gallery, extras = _run_grid(state, Journal(None, header, False), device, progress)
+        return build_report(state, rows, extras)
+    out = Path(cfg.out)
+    with OutputDir(out) as held:
+        journal = Journal(out / JOURNAL, header, cfg.resume)
+        if journal.created:
+            held.discard_on_error(journal.path)
+        rows, gallery, extras = _run_grid(state, journal, device, progress)
+        report = build_report(state, rows, extras)
+        write_rendered(out, render_reports(report, cfg.formats, gallery=gallery))
         journal.remove()
     return report
 
 
 def _prepare(config: AuditConfig, device) -> dict[str, Any]:
+    """Load and check everything the audit needs; no attack runs and no file is written."""
     from attrib_audit.data import load_data
     from attrib_audit.models import load_model, sample_model, smooth_surrogate
     from attrib_audit.models.bundled import bundled_data
     from attrib_audit.registry import ATTACKS, METHODS, METRICS
+    from attrib_audit.report.gate import load_report, validate_require
 
     for fmt in config.formats:
         if fmt not in FORMATS:
@@ -246,13 +301,24 @@ def _prepare(config: AuditConfig, device) -> dict[str, Any]:
         config = dataclasses.replace(
             config, **{k: v for k, v in QUICK.items() if getattr(config, k) is None}
         )
+    if config.max_drop is not None and config.baseline is None:
+        raise AttribAuditError("--max-drop needs --baseline OLD.json")
+    drop = config.max_drop
+    if drop is not None and not (math.isfinite(drop) and drop >= 0):
+        raise AttribAuditError(f"--max-drop must be a finite number >= 0, got {config.max_drop}")
+    baseline = load_report(config.baseline, what="baseline report") if config.baseline else None
     path = config.model or str(sample_model())
     loaded = load_model(path, **config.load_options())
+    card = loaded.card
+    if loaded.num_classes < 2:
+        raise AttribAuditError(
+            f"the model has {loaded.num_classes} output; an audit needs a classifier with two or "
+            "more classes (with one, every prediction is kept and every map trivially so)"
+        )
     bundled = bundled_data(path)
     data_source = config.data or (bundled[1] if bundled else None)
     if data_source is None:
         raise AttribAuditError("pass --data (a folder, an .npz/.pt file or a built-in data set)")
-    card = loaded.card
     c, h, w = card.input_shape
     cfg = config.resolved(h * w)
     cfg = dataclasses.replace(cfg, data=data_source, model=path)
@@ -267,8 +333,6 @@ def _prepare(config: AuditConfig, device) -> dict[str, Any]:
     metrics = cfg.metrics or METRICS.names()
     for name in metrics:
         METRICS.get(name)
-    from attrib_audit.report.gate import validate_require
-
     validate_require(cfg.require, cfg.methods, metrics)
     if (
         cfg.require
@@ -276,10 +340,7 @@ def _prepare(config: AuditConfig, device) -> dict[str, Any]:
         and not cfg.adv_accuracy
     ):
         raise AttribAuditError("a --require on adversarial_accuracy needs --adv-accuracy")
-    if not cfg.epsilons or any(e < 0 for e in cfg.epsilons):
-        raise AttribAuditError("--epsilon needs one or more values >= 0")
-    if cfg.batch_size < 1:
-        raise AttribAuditError("--batch-size must be >= 1")
+    _check_settings(cfg, h * w)
     data = load_data(
         data_source,
         input_shape=card.input_shape,
@@ -287,16 +348,75 @@ def _prepare(config: AuditConfig, device) -> dict[str, Any]:
         classes=card.classes,
         samples=cfg.samples,
     )
-    loaded.module.to(device)
+    data.check_labels(loaded.num_classes)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # unreplaced ReLUs are reported in the report
-        surrogate = smooth_surrogate(loaded.module, cfg.beta)
+        module = _on(loaded.module, device)
+        surrogate = smooth_surrogate(module, cfg.beta)
     return {
         "cfg": dataclasses.replace(cfg, metrics=metrics),
-        "loaded": loaded,
+        "loaded": dataclasses.replace(loaded, module=module),
         "surrogate": surrogate,
         "data": data,
+        "baseline": baseline,
     }
+
+
+def _on(module: torch.nn.Module, device) -> torch.nn.Module:
+    """``module`` on ``device``: itself when it is there already, else a copy (the caller's
+    module is not moved)."""
+    where = next(iter(module.parameters()), None)
+    where = where if where is not None else next(iter(module.buffers()), None)
+    if where is None or where.device == torch.device(device):
+        return module
+    return copy.deepcopy(module).to(device)
+
+
+def _check_settings(cfg: AuditConfig, pixels: int) -> None:
+    """Settings that would make the audit trivial or meaningless are refused (the numbers it
+    would give prove nothing, so no gate may pass on them)."""
+    from attrib_audit.registry import ATTACKS
+
+    if not cfg.epsilons or any(not math.isfinite(e) or e < 0 for e in cfg.epsilons):
+        raise AttribAuditError("--epsilon needs one or more finite radii >= 0")
+    if max(cfg.epsilons) <= 0:
+        raise AttribAuditError(
+            "--epsilon: every radius is 0, so nothing would be attacked; give a radius > 0"
+        )
+    iterative = [a for a in cfg.attacks if ATTACKS.get(a).meta.get("iterative", True)]
+    if iterative and cfg.steps < 1:
+        raise AttribAuditError(
+            f"--steps must be >= 1 for {', '.join(iterative)} (0 steps returns the input)"
+        )
+    if cfg.adv_accuracy and cfg.pgd_steps < 1:
+        raise AttribAuditError("pgd_steps must be >= 1 for --adv-accuracy")
+    for name, value in (("--step-size", cfg.step_size), ("pgd_step_size", cfg.pgd_step_size)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise AttribAuditError(f"{name} must be a finite number > 0, got {value}")
+    if cfg.restarts < 0:
+        raise AttribAuditError(f"--restarts must be >= 0, got {cfg.restarts}")
+    for name, k in (("--k", cfg.k), ("--attack-k", cfg.attack_k)):
+        if not 1 <= k < pixels:
+            raise AttribAuditError(
+                f"{name} {k} must be between 1 and {pixels - 1}: the maps have {pixels} pixels, "
+                "and the top-k of all pixels is always kept"
+            )
+    if cfg.batch_size < 1:
+        raise AttribAuditError("--batch-size must be >= 1")
+    if cfg.max_batch is not None and cfg.max_batch < 0:
+        raise AttribAuditError(f"--max-batch must be >= 0, got {cfg.max_batch}")
+    if not (math.isfinite(cfg.beta) and cfg.beta > 0):
+        raise AttribAuditError(f"--beta must be a finite number > 0, got {cfg.beta}")
+    if cfg.gallery < 0:
+        raise AttribAuditError(f"gallery must be >= 0, got {cfg.gallery}")
+    for name in ("ig_steps", "sg_samples", "ug_samples"):
+        value = getattr(cfg, name)
+        if value is not None and value < 1:
+            raise AttribAuditError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    for name in ("sg_sigma", "ug_radius"):
+        value = getattr(cfg, name)
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise AttribAuditError(f"--{name.replace('_', '-')} must be finite and >= 0")
 
 
 @dataclass
@@ -318,12 +438,14 @@ def _metric_values(
     from attrib_audit.registry import METRICS
 
     values = {}
+    finite = (torch.isfinite(raw0).flatten(1).all(1) & torch.isfinite(raw1).flatten(1).all(1)).cpu()
     for name in cfg.metrics:
         entry = METRICS.get(name)
         on_raw = entry.meta.get("on") == "raw"
         params = _accepted(entry.obj, {**entry.defaults, "k": cfg.k})
         v = entry.obj(raw0 if on_raw else red0, raw1 if on_raw else red1, **params)
-        values[name] = v.detach().double().cpu().numpy()
+        v = v.detach().double().cpu()
+        values[name] = torch.where(finite, v, torch.nan).numpy()  # a NaN map measures nothing
     return values
 
 
@@ -450,14 +572,17 @@ def _run_grid(state, journal: Journal, device, progress):
 
     rows: list[dict] = []
     gallery: dict[str, list[dict]] = {m: [] for m in cfg.methods}
-    n_total = n_correct = onnx_checked = onnx_disagree = 0
+    n_total = n_correct = onnx_checked = onnx_disagree = n_nonfinite = 0
     agree_n = agree_pred = agree_cos = 0.0
     adv_correct = dict.fromkeys(cfg.epsilons, 0)
     for b, (x_all, y_all) in enumerate(data.batches(cfg.batch_size)):
         x_all = x_all.to(device)
-        pred_all = loaded.predict(x_all).argmax(1).to(device)
+        logits = loaded.predict(x_all).to(device)
+        finite = torch.isfinite(logits).all(1)  # no evidence from a sample without logits
+        n_nonfinite += int((~finite).sum())
+        pred_all = logits.argmax(1)
         y_all = torch.where(y_all.to(device) < 0, pred_all, y_all.to(device))  # unlabelled
-        correct = pred_all == y_all
+        correct = (pred_all == y_all) & finite
         idx_all = torch.arange(n_total, n_total + x_all.shape[0], device=device)
         n_total += x_all.shape[0]
         n_correct += int(correct.sum())
@@ -494,6 +619,7 @@ def _run_grid(state, journal: Journal, device, progress):
     extras = {
         "n_samples": n_total,
         "n_correct": n_correct,
+        "n_nonfinite_logits": n_nonfinite,
         "agreement": (agree_pred / agree_n, agree_cos / agree_n) if agree_n else (None, None),
         "onnx": (onnx_checked, onnx_disagree),
         "adv_accuracy": {e: adv_correct[e] / n_total for e in cfg.epsilons}

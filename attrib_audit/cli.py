@@ -12,10 +12,44 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
-from attrib_audit.device import resolve_device
 from attrib_audit.errors import AttribAuditError
+
+try:  # newer typer carries its own click
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+except ImportError:  # pragma: no cover
+    from click.exceptions import ClickException, NoArgsIsHelpError
+from typer import Abort
+
+out = Console()
+err = Console(stderr=True)
+_state = {"debug": False}
+
+
+class _OneLineErrors(TyperGroup):
+    """Usage errors (an unknown option, a value that is not a number) as one line on stderr
+    and exit code 2, like every other bad input."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except NoArgsIsHelpError as exc:
+            err.print(exc.format_message(), markup=False, highlight=False)
+            sys.exit(exc.exit_code)
+        except ClickException as exc:
+            where = exc.ctx.command_path if getattr(exc, "ctx", None) else "attrib-audit"
+            _say(f"error: {exc.format_message()} (see {where} --help)")
+            sys.exit(exc.exit_code)
+        except Abort:
+            err.print("interrupted", markup=False)
+            sys.exit(130)
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
+
 
 app = typer.Typer(
     name="attrib-audit",
@@ -23,10 +57,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=_OneLineErrors,
 )
-out = Console()
-err = Console(stderr=True)
-_state = {"debug": False}
 
 # ---- shared options ------------------------------------------------------------------------
 ModelArg = Annotated[
@@ -122,10 +154,14 @@ def _load_config(ctx: typer.Context, _param, path: Path | None) -> Path | None:
         table = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
         _fail(f"cannot read config {path}: {exc.strerror}")
+    except UnicodeDecodeError:
+        _fail(f"config {path} is not UTF-8 text")
     except tomllib.TOMLDecodeError as exc:
         _fail(f"config {path} is not valid TOML: {exc}")
     names = {p.name for p in ctx.command.params}
     values = {k.replace("-", "_"): v for k, v in table.items()}
+    if "trust_checkpoint" in values:  # a config may come from anyone; trust is typed
+        _fail(f"config {path}: trust-checkpoint is refused in a config file; type it")
     unknown = sorted(set(values) - names)
     if unknown:
         valid = ", ".join(sorted(n.replace("_", "-") for n in names if n != "config"))
@@ -146,22 +182,47 @@ ConfigOpt = Annotated[
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 
 
+def _say(line: str) -> None:
+    """One line on stderr, printed as it is (a path holding ``[/]`` is no markup)."""
+    err.print(line, markup=False, highlight=False, soft_wrap=True, emoji=False)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    _say(f"error: {message}")
     raise typer.Exit(code)
 
 
 def run(fn: Callable[[], Any]) -> Any:
-    """Call the library; a bad input becomes one line on stderr and exit code 2."""
+    """Call the library. Its own errors (bad input) become one line on stderr and exit code 2;
+    anything else is a bug: one line and exit code 3 (``--debug`` shows the traceback)."""
     try:
         return fn()
-    except (AttribAuditError, ValueError) as exc:
+    except typer.Exit:
+        raise
+    except AttribAuditError as exc:
         if _state["debug"]:
             traceback.print_exc()
-        _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        _fail(_first_line(exc))
     except KeyboardInterrupt:
-        err.print("interrupted")
+        _say("interrupted")
         raise typer.Exit(130) from None
+    except Exception as exc:
+        if _state["debug"]:
+            traceback.print_exc()
+        if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError
+            _fail("out of GPU memory; lower --batch-size or --max-batch, or use --device cpu")
+        if isinstance(exc, MemoryError):
+            _fail("out of memory; lower --batch-size or --max-batch")
+        _fail(
+            f"internal error ({type(exc).__name__}: {_first_line(exc)}); this is a bug in "
+            "attrib-audit: rerun with --debug for the traceback and report it",
+            code=3,
+        )
 
 
 def _card_overrides(input_shape, value_range, mean, std, classes) -> dict[str, Any]:
@@ -231,6 +292,8 @@ def inspect_model_command(
     from attrib_audit.models.inspection import inspect_model
 
     def go():
+        from attrib_audit.device import resolve_device
+
         dev = resolve_device(device)
         loaded = _load(
             model, arch, card, input_shape, value_range, mean, std, classes, trust_checkpoint
@@ -253,20 +316,20 @@ def inspect_model_command(
     if as_json:
         sys.stdout.write(json.dumps(info, indent=2) + "\n")
         return
-    table = Table(title=f"{info['path']}", show_header=False, title_justify="left")
+    table = Table(title=escape(str(info["path"])), show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
     table.add_row("format", info["format"])
     table.add_row("sha256", info["sha256"])
     for key, value in info["card"].items():
-        table.add_row(key, str(value))
+        table.add_row(escape(key), escape(str(value)))
     table.add_row("parameters", f"{info['parameters']:,}")
     table.add_row(
         "activation modules",
         ", ".join(f"{k} x{v}" for k, v in info["activation_modules"].items()) or "none",
     )
     if info["functional_relu_calls"]:
-        table.add_row("functional ReLU calls", "\n".join(info["functional_relu_calls"]))
+        table.add_row("functional ReLU calls", escape("\n".join(info["functional_relu_calls"])))
     if info["onnx_conversion_max_abs_error"] is not None:
         table.add_row(
             "ONNX conversion",
@@ -279,7 +342,7 @@ def inspect_model_command(
         f"{len(s['remaining_relus'])} ReLU(s) left",
     )
     for where in s["remaining_relus"]:
-        table.add_row("", f"[yellow]not replaced: {where}[/]")
+        table.add_row("", f"[yellow]not replaced: {escape(where)}[/]")
     table.add_row(
         "surrogate agreement",
         f"predictions {s['prediction_agreement']:.1%}, saliency cosine "
@@ -323,8 +386,9 @@ def attribute(
     reduce: ReduceOpt = "sum-abs",
     ig_steps: IgStepsOpt = None,
     ig_method: IgMethodOpt = None,
-    baseline: Annotated[
-        str | None, typer.Option("--baseline", help="IG baseline: zeros, blur or uniform.")
+    ig_baseline: Annotated[
+        str | None,
+        typer.Option("--ig-baseline", help="IG baseline: zeros, blur or uniform."),
     ] = None,
     sg_samples: SgSamplesOpt = None,
     sg_sigma: SgSigmaOpt = None,
@@ -336,12 +400,14 @@ def attribute(
     from attrib_audit.data import load_data
 
     params = {
-        "ig": {"steps": ig_steps, "method": ig_method, "baseline": baseline},
+        "ig": {"steps": ig_steps, "method": ig_method, "baseline": ig_baseline},
         "sg": {"samples": sg_samples, "sigma": sg_sigma},
         "ug": {"samples": ug_samples, "radius": ug_radius},
     }.get(method, {})
 
     def go():
+        from attrib_audit.device import resolve_device
+
         dev = resolve_device(device)
         loaded = _load(
             model, arch, card, input_shape, value_range, mean, std, classes, trust_checkpoint
@@ -367,12 +433,15 @@ def attribute(
         )
 
     rows = run(go)
-    table = Table(title=f"{method} maps written to {out_dir}", title_justify="left")
+    table = Table(title=escape(f"{method} maps written to {out_dir}"), title_justify="left")
     for col in ("#", "label", "prediction", "heatmap"):
         table.add_column(col)
     for r in rows[:20]:
         table.add_row(
-            str(r["index"]), "-" if r["label"] is None else str(r["label"]), r["class"], r["png"]
+            str(r["index"]),
+            "-" if r["label"] is None else str(r["label"]),
+            escape(r["class"]),
+            escape(r["png"]),
         )
     out.print(table)
     if len(rows) > 20:
@@ -426,7 +495,7 @@ def _run_with_progress(fn: Callable[[Callable[[int, int, str], None]], Any], kep
         return run(go)
     except typer.Exit as exc:
         if exc.exit_code == 130:
-            err.print(kept)
+            _say(kept)
         raise
 
 
@@ -616,7 +685,7 @@ def audit(
     for fmt in _split(formats) or []:
         from attrib_audit.report import FILENAMES
 
-        out.print(f"wrote {out_dir / FILENAMES[fmt]}")
+        out.print(f"wrote {out_dir / FILENAMES[fmt]}", markup=False, highlight=False)
     code = _print_gate(report)
     if model is None and preset is None:
         out.print(
@@ -675,25 +744,12 @@ def compare(
     ra, rb = run(lambda: (load_report(a), load_report(b)))
     out.print(
         compare_table(
-            ra, rb, a.name if a.name != b.name else str(a), b.name if a.name != b.name else str(b)
+            ra,
+            rb,
+            escape(a.name if a.name != b.name else str(a)),
+            escape(b.name if a.name != b.name else str(b)),
         )
     )
-
-
-def _parse_params(items: list[str] | None) -> dict[str, Any]:
-    """``--param name=value`` (literal values: numbers, booleans, strings)."""
-    import ast
-
-    params: dict[str, Any] = {}
-    for item in items or []:
-        name, sep, text = item.partition("=")
-        if not sep or not name.strip():
-            raise AttribAuditError(f"--param {item!r}: use name=value, e.g. --param lam=0.5")
-        try:
-            params[name.strip()] = ast.literal_eval(text.strip())
-        except (ValueError, SyntaxError):
-            params[name.strip()] = text.strip()
-    return params
 
 
 @app.command()
@@ -787,14 +843,14 @@ def finetune(
 ) -> None:
     """Fine-tune a model with a robust-attribution objective; audit it before and after."""
     from attrib_audit.report.console import compare_table
-    from attrib_audit.training import FinetuneConfig
+    from attrib_audit.training import FinetuneConfig, parse_params
     from attrib_audit.training import finetune as run_finetune
 
     def go(progress):
         cfg = FinetuneConfig(
             model=str(model),
             objective=objective,
-            params=_parse_params(param),
+            params=parse_params(param),
             data=data,
             arch=arch,
             card=str(card) if card else None,
@@ -831,11 +887,15 @@ def finetune(
     result = _run_with_progress(go, f"the training state is kept in {out_dir}; rerun with --resume")
     out.print(
         f"wrote {result.checkpoint} and {result.card} after {result.steps} steps "
-        f"({' '.join(f'{k}={v:.4g}' for k, v in result.last_terms.items())})"
+        f"({' '.join(f'{k}={v:.4g}' for k, v in result.last_terms.items())})",
+        markup=False,
     )
     if result.before is not None:
         out.print(compare_table(result.before, result.after, "before", "after"))
-        out.print(f"wrote {result.comparison}, {out_dir / 'before'}/ and {out_dir / 'after'}/")
+        out.print(
+            f"wrote {result.comparison}, {out_dir / 'before'}/ and {out_dir / 'after'}/",
+            markup=False,
+        )
 
 
 @app.command()
@@ -854,14 +914,11 @@ def plugins() -> None:
             if kind == "method":
                 takes = "create_graph" in inspect.signature(e.obj).parameters
                 cg = "yes" if e.meta.get("create_graph", takes) else "no"
-            table.add_row(kind, e.name, e.source, e.version, cg)
+            table.add_row(kind, escape(e.name), escape(e.source), escape(str(e.version)), cg)
         failures.extend((kind, f) for f in registry.failures)
     out.print(table)
     for kind, f in failures:
-        err.print(
-            f"[yellow]{kind} plugin {f.name!r} from {f.source} failed to load:[/] {f.error}",
-            highlight=False,
-        )
+        _say(f"warning: {kind} plugin {f.name!r} from {f.source} failed to load: {f.error}")
 
 
 def main() -> None:

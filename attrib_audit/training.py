@@ -6,6 +6,7 @@ by (seed, epoch) and (seed, step), so a resumed run on the CPU continues bit for
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import inspect
@@ -89,6 +90,55 @@ class FinetuneResult:
     comparison: Path | None
 
 
+def parse_params(items: list[str] | None) -> dict[str, Any]:
+    """``name=value`` items (``--param``): Python literals (numbers, booleans, strings,
+    lists); a value that is no literal is kept as a string. Types are checked against the
+    objective's defaults by :func:`check_params`."""
+    import ast
+
+    params: dict[str, Any] = {}
+    for item in items or []:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or not name.isidentifier():
+            raise AttribAuditError(f"--param {item!r}: use name=value, e.g. --param lam=0.5")
+        try:
+            params[name] = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            params[name] = text.strip()
+    return params
+
+
+def check_params(objective: str, params: dict[str, Any], defaults: dict[str, Any]) -> dict:
+    """``params`` with each value of its default's type (an int where a float is expected
+    becomes a float); a value of another type, or a non-finite number, is one clear error."""
+    checked = {}
+    for name, value in params.items():
+        default = defaults.get(name)
+        ok = True
+        if isinstance(default, bool) or isinstance(value, bool):
+            ok = isinstance(value, bool) and (default is None or isinstance(default, bool))
+        elif isinstance(default, (int, float)) or isinstance(value, (int, float)):
+            ok = isinstance(value, (int, float)) and math.isfinite(value)
+            if ok and isinstance(default, int) and not isinstance(value, int):
+                ok = float(value).is_integer()
+                value = int(value) if ok else value
+            elif ok and isinstance(default, float):
+                value = float(value)
+            ok = ok and (default is None or isinstance(default, (int, float)))
+        elif default is not None:
+            ok = isinstance(value, type(default)) or (
+                isinstance(default, (list, tuple)) and isinstance(value, (list, tuple))
+            )
+        if not ok:
+            want = "a value" if default is None else f"a {type(default).__name__} like {default!r}"
+            raise AttribAuditError(
+                f"--param {name}={value!r:.40}: objective {objective!r} expects {want}"
+            )
+        checked[name] = value
+    return checked
+
+
 def _dist() -> tuple[int, int, int]:
     """(rank, world size, local rank) under torchrun; (0, 1, 0) otherwise."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -108,7 +158,9 @@ def _objective(cfg: FinetuneConfig, value_range):
             f"objective {cfg.objective!r} has no parameter {', '.join(unknown)}; its "
             f"parameters: {', '.join(valid) or 'none'}"
         )
-    fixed = {**entry.defaults, **cfg.params}
+    defaults = {n: p.default for n, p in sig.items() if p.default is not inspect.Parameter.empty}
+    given = check_params(cfg.objective, cfg.params, {**defaults, **entry.defaults})
+    fixed = {**entry.defaults, **given}
     if "value_range" in sig:
         fixed["value_range"] = tuple(value_range)
     return entry.obj, fixed, "generator" in sig, "attack_model" in sig
@@ -139,7 +191,37 @@ def _schedule(cfg: FinetuneConfig, total: int) -> Callable[[int], float]:
     raise AttribAuditError(f"--schedule must be one of {', '.join(SCHEDULES)}")
 
 
-def _save_state(path: Path, model: nn.Module, opt, sched, step: int, fingerprint: str) -> None:
+def _resume(path: Path, run: dict[str, str], trainee: nn.Module, opt, sched, device) -> int:
+    """Load the training state at ``path`` into the run; the step to continue from."""
+    again = "rerun without --resume to start over"
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+        saved = state["fingerprint"]
+        step = int(state["step"])
+        parts = state["model"], state["optimizer"], state["scheduler"]
+    except Exception:
+        raise AttribAuditError(
+            f"cannot resume: {path} is damaged or not a training state of attrib-audit; {again}"
+        ) from None
+    if not isinstance(saved, dict) or set(saved) != set(run):
+        raise AttribAuditError(f"cannot resume: {path} was written by another version; {again}")
+    for key, what in (
+        ("model_sha256", "the checkpoint changed"),
+        ("data", "the training data changed"),
+        ("settings", "the settings changed"),
+    ):
+        if saved[key] != run[key]:
+            raise AttribAuditError(f"cannot resume: {what} since {path} was written; {again}")
+    try:
+        trainee.load_state_dict(parts[0])
+        opt.load_state_dict(parts[1])
+        sched.load_state_dict(parts[2])
+    except (RuntimeError, ValueError, KeyError, TypeError):
+        raise AttribAuditError(f"cannot resume: {path} does not fit this model; {again}") from None
+    return step
+
+
+def _save_state(path: Path, model: nn.Module, opt, sched, step: int, fingerprint: dict) -> None:
     from attrib_audit.io import atomic_write_bytes
 
     buf = io.BytesIO()
@@ -172,6 +254,7 @@ def finetune(
 
     from attrib_audit.data import load_data
     from attrib_audit.device import resolve_device
+    from attrib_audit.io import OutputDir
     from attrib_audit.models import load_model, smooth_surrogate
     from attrib_audit.models.bundled import bundled_data
     from attrib_audit.models.export import SUFFIX, save_model
@@ -214,91 +297,93 @@ def finetune(
         raise AttribAuditError(f"{source} has unlabelled samples; fine-tuning needs labels")
     fn, fixed, wants_gen, wants_attacker = _objective(cfg, card.value_range)
 
-    module = loaded.module.to(device)
-    trainee: nn.Module = smooth_surrogate(module, cfg.beta) if cfg.train_surrogate else module
-    trainee.train()
-    for p in trainee.parameters():
-        p.requires_grad_(True)
-    per_epoch = max(1, len(data) // cfg.batch_size)
-    total = cfg.steps if cfg.steps is not None else per_epoch * (cfg.epochs or 1)
-    opt = _optimizer(cfg, trainee.parameters())
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg, total))
-    state_path = out / STATE
-    start = 0
-    if cfg.resume:
-        if not state_path.is_file():
-            raise AttribAuditError(f"nothing to resume: {state_path} does not exist")
-        state = torch.load(state_path, map_location=device, weights_only=True)
-        if state["fingerprint"] != cfg.fingerprint():
-            raise AttribAuditError(
-                f"cannot resume: {state_path} belongs to a run with other "
-                "settings; rerun without --resume"
-            )
-        trainee.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        start = int(state["step"])
+    data.check_labels(loaded.num_classes)
+    with contextlib.ExitStack() as stack:
+        if rank == 0:  # one writer holds --out; the other ranks only compute
+            stack.enter_context(OutputDir(out))
+        module = loaded.module.to(device)
+        trainee: nn.Module = smooth_surrogate(module, cfg.beta) if cfg.train_surrogate else module
+        trainee.train()
+        for p in trainee.parameters():
+            p.requires_grad_(True)
+        per_epoch = max(1, len(data) // cfg.batch_size)
+        total = cfg.steps if cfg.steps is not None else per_epoch * (cfg.epochs or 1)
+        opt = _optimizer(cfg, trainee.parameters())
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg, total))
+        state_path = out / STATE
+        start = 0
+        # what a resumed run must share with the interrupted one: checkpoint, data, settings
+        run = {
+            "model_sha256": loaded.sha256,
+            "data": data.fingerprint(),
+            "settings": cfg.fingerprint(),
+        }
+        if cfg.resume:
+            if not state_path.is_file():
+                raise AttribAuditError(f"nothing to resume: {state_path} does not exist")
+            start = _resume(state_path, run, trainee, opt, sched, device)
 
-    model: nn.Module = trainee
-    if world > 1:
-        if not tdist.is_initialized():
-            tdist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        model = nn.parallel.DistributedDataParallel(
-            trainee, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    terms: dict[str, float] = {}
-    for step in range(start, total):
-        epoch, pos = divmod(step, per_epoch)
-        order = torch.randperm(
-            len(data), generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-        )
-        idx = order[pos * cfg.batch_size : (pos + 1) * cfg.batch_size][rank::world]
-        x, y = data.get(idx)
-        x, y = x.to(device), y.to(device)
-        kwargs = dict(fixed)
-        if wants_gen:
-            kwargs["generator"] = torch.Generator(device=device).manual_seed(
-                cfg.seed * 1_000_003 + step
+        model: nn.Module = trainee
+        if world > 1:
+            if not tdist.is_initialized():
+                tdist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            model = nn.parallel.DistributedDataParallel(
+                trainee, device_ids=[device.index] if device.type == "cuda" else None
             )
-        if wants_attacker:
-            kwargs["attack_model"] = trainee  # inner maximisation without DDP's hooks
-        loss = fn(model, x, y, **kwargs)
-        if not torch.isfinite(loss.total):
-            raise AttribAuditError(
-                f"the loss is {loss.total.item()} at step {step}; lower "
-                "--lr or the objective's weights"
+        terms: dict[str, float] = {}
+        for step in range(start, total):
+            epoch, pos = divmod(step, per_epoch)
+            order = torch.randperm(
+                len(data), generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
             )
-        opt.zero_grad(set_to_none=True)
-        loss.total.backward()
-        opt.step()
-        sched.step()
-        terms = {k: float(v.detach()) for k, v in loss.terms.items()}
-        done = step + 1
-        if rank == 0 and (done % cfg.checkpoint_every == 0 or done == total):
-            _save_state(state_path, trainee, opt, sched, done, cfg.fingerprint())
-        if progress and rank == 0:
-            progress(done, total, terms)
-    if world > 1:
-        tdist.barrier()
-    if cfg.train_surrogate:  # the surrogate's weights go back into the original architecture
-        module.load_state_dict(trainee.module.state_dict())
-    module.eval()
-    for p in module.parameters():
-        p.requires_grad_(False)
-    if rank != 0:
-        tdist.destroy_process_group()
-        return FinetuneResult(ckpt, ckpt.with_suffix(".toml"), total, terms, None, None, None)
-    probe = module.normalize(data.get(torch.arange(min(4, len(data))))[0].to(device))
-    name = f"{card.name or src.stem}-{cfg.objective}"
-    save_model(module.inner, card.with_(name=name), loaded.format, ckpt, probe=probe)
-    before = after = comparison = None
-    if cfg.audit:
-        eps = fixed.get("epsilon", _default(fn, "epsilon"))
-        audit_data = cfg.audit_data or (bundled[1] if bundled else _default_audit_data(source))
-        before, after, comparison = _before_after(cfg, src, ckpt, audit_data, out, eps)
-    if world > 1:
-        tdist.destroy_process_group()
-    return FinetuneResult(ckpt, ckpt.with_suffix(".toml"), total, terms, before, after, comparison)
+            idx = order[pos * cfg.batch_size : (pos + 1) * cfg.batch_size][rank::world]
+            x, y = data.get(idx)
+            x, y = x.to(device), y.to(device)
+            kwargs = dict(fixed)
+            if wants_gen:
+                kwargs["generator"] = torch.Generator(device=device).manual_seed(
+                    cfg.seed * 1_000_003 + step
+                )
+            if wants_attacker:
+                kwargs["attack_model"] = trainee  # inner maximisation without DDP's hooks
+            loss = fn(model, x, y, **kwargs)
+            if not torch.isfinite(loss.total):
+                raise AttribAuditError(
+                    f"the loss is {loss.total.item()} at step {step}; lower "
+                    "--lr or the objective's weights"
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.total.backward()
+            opt.step()
+            sched.step()
+            terms = {k: float(v.detach()) for k, v in loss.terms.items()}
+            done = step + 1
+            if rank == 0 and (done % cfg.checkpoint_every == 0 or done == total):
+                _save_state(state_path, trainee, opt, sched, done, run)
+            if progress and rank == 0:
+                progress(done, total, terms)
+        if world > 1:
+            tdist.barrier()
+        if cfg.train_surrogate:  # the surrogate's weights go back into the original architecture
+            module.load_state_dict(trainee.module.state_dict())
+        module.eval()
+        for p in module.parameters():
+            p.requires_grad_(False)
+        if rank != 0:
+            tdist.destroy_process_group()
+            return FinetuneResult(ckpt, ckpt.with_suffix(".toml"), total, terms, None, None, None)
+        probe = module.normalize(data.get(torch.arange(min(4, len(data))))[0].to(device))
+        name = f"{card.name or src.stem}-{cfg.objective}"
+        save_model(module.inner, card.with_(name=name), loaded.format, ckpt, probe=probe)
+        before = after = comparison = None
+        if cfg.audit:
+            eps = fixed.get("epsilon", _default(fn, "epsilon"))
+            audit_data = cfg.audit_data or (bundled[1] if bundled else _default_audit_data(source))
+            before, after, comparison = _before_after(cfg, src, ckpt, audit_data, out, eps)
+        if world > 1:
+            tdist.destroy_process_group()
+        card_path = ckpt.with_suffix(".toml")
+        return FinetuneResult(ckpt, card_path, total, terms, before, after, comparison)
 
 
 def _before_after(

@@ -124,7 +124,7 @@ def test_resume_refuses_other_settings(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         audit(AuditConfig(**QUICK, out=str(tmp_path)), progress=interrupt)
-    with pytest.raises(AttribAuditError, match="other settings"):
+    with pytest.raises(AttribAuditError, match=r"the settings changed \(steps 4 -> 5\)"):
         audit(AuditConfig(**{**QUICK, "steps": 5}, out=str(tmp_path), resume=True))
 
 

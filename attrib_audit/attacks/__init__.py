@@ -26,17 +26,32 @@ __all__ = [
 
 def register_builtins(registry) -> None:
     """``keeps_prediction``: the attack returns x where no prediction-keeping point was found.
-    ``uses_k``: it takes ``attack_k``. ``second_order``: it differentiates the map."""
+    ``uses_k``: it takes ``attack_k``. ``second_order``: it differentiates the map.
+    ``iterative``: it needs ``steps >= 1`` (zero steps would return x and prove nothing)."""
     for name, fn in (
         ("ifia-topk", ifia_topk),
         ("ifia-mass-center", ifia_mass_center),
         ("ifia-targeted", ifia_targeted),
     ):
-        registry.register(name, fn, keeps_prediction=True, uses_k=True, second_order=True)
+        registry.register(
+            name, fn, keeps_prediction=True, uses_k=True, second_order=True, iterative=True
+        )
     registry.register(
-        "manipulate", manipulate, keeps_prediction=True, uses_k=False, second_order=True
+        "manipulate",
+        manipulate,
+        keeps_prediction=True,
+        uses_k=False,
+        second_order=True,
+        iterative=True,
     )
     registry.register(
-        "random", random_noise, keeps_prediction=True, uses_k=False, second_order=False
+        "random",
+        random_noise,
+        keeps_prediction=True,
+        uses_k=False,
+        second_order=False,
+        iterative=False,
     )
-    registry.register("pgd", pgd, keeps_prediction=False, uses_k=False, second_order=False)
+    registry.register(
+        "pgd", pgd, keeps_prediction=False, uses_k=False, second_order=False, iterative=True
+    )

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
+from attrib_audit.errors import AttribAuditError
 from attrib_audit.metrics.center_of_mass import center_of_mass
 from attrib_audit.metrics.reduce import reduce_map
 from attrib_audit.metrics.topk import topk_mask
@@ -71,9 +72,9 @@ def check_args(x: Tensor, epsilon: float, steps: int, step_size: float) -> None:
     if x.dim() != 4:
         raise ValueError(f"x must have shape (B, C, H, W), got {tuple(x.shape)}")
     if epsilon < 0:
-        raise ValueError(f"epsilon must be >= 0, got {epsilon}")
+        raise AttribAuditError(f"epsilon must be >= 0, got {epsilon}")
     if steps < 0 or step_size < 0:
-        raise ValueError("steps and step_size must be >= 0")
+        raise AttribAuditError("steps and step_size must be >= 0")
 
 
 class Goal:
@@ -96,7 +97,7 @@ class Goal:
         elif kind == "targeted":
             self.mask = (region if region is not None else corner_region(clean, k)).to(clean)
         else:
-            raise ValueError(f"unknown IFIA goal {kind!r}")
+            raise AttribAuditError(f"unknown IFIA goal {kind!r}")
 
     def __call__(self, m: Tensor) -> Tensor:
         """Per-sample dissimilarity of reduced maps (B, H, W) -> (B,)."""

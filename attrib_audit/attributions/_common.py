@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attrib_audit.errors import AttribAuditError
+
 Explain = Literal["logit", "probability", "loss"]
 EXPLAIN_CHOICES: tuple[str, ...] = ("logit", "probability", "loss")
 
@@ -28,7 +30,7 @@ def quantity(logits: Tensor, target: Tensor, explain: str = "logit") -> Tensor:
         return logits.softmax(1).gather(1, target[:, None]).squeeze(1)
     if explain == "loss":
         return F.cross_entropy(logits, target, reduction="none")
-    raise ValueError(f"explain must be one of {', '.join(EXPLAIN_CHOICES)}, got {explain!r}")
+    raise AttribAuditError(f"explain must be one of {', '.join(EXPLAIN_CHOICES)}, got {explain!r}")
 
 
 def check_inputs(x: Tensor, target: Tensor) -> None:
@@ -77,7 +79,7 @@ def gradients(
     """
     n = points.shape[0]
     if max_batch is not None and max_batch < 0:
-        raise ValueError(f"max_batch must be >= 0, got {max_batch}")
+        raise AttribAuditError(f"max_batch must be >= 0, got {max_batch}")
     if max_batch is None:
         max_batch = auto_max_batch(points)
     step = n if not max_batch or max_batch >= n else max_batch

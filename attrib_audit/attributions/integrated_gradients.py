@@ -8,6 +8,7 @@ from torch import Tensor, nn
 from torchvision.transforms.functional import gaussian_blur
 
 from attrib_audit.attributions._common import check_inputs, gradients, make_generator
+from attrib_audit.errors import AttribAuditError
 
 IG_METHODS: tuple[str, ...] = (
     "riemann_left",
@@ -28,7 +29,7 @@ def quadrature(steps: int, method: str) -> tuple[np.ndarray, np.ndarray]:
     low by about 1/n.
     """
     if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+        raise AttribAuditError(f"steps must be >= 1, got {steps}")
     n = steps
     if method == "riemann_left":
         return np.arange(n) / n, np.full(n, 1.0 / n)
@@ -38,14 +39,14 @@ def quadrature(steps: int, method: str) -> tuple[np.ndarray, np.ndarray]:
         return (np.arange(n) + 0.5) / n, np.full(n, 1.0 / n)
     if method == "riemann_trapezoid":
         if n < 2:
-            raise ValueError("riemann_trapezoid needs steps >= 2")
+            raise AttribAuditError("riemann_trapezoid needs steps >= 2")
         w = np.full(n, 1.0 / (n - 1))
         w[0] = w[-1] = 0.5 / (n - 1)
         return np.linspace(0.0, 1.0, n), w
     if method == "gausslegendre":
         nodes, weights = np.polynomial.legendre.leggauss(n)
         return (nodes + 1) / 2, weights / 2
-    raise ValueError(f"IG method must be one of {', '.join(IG_METHODS)}, got {method!r}")
+    raise AttribAuditError(f"IG method must be one of {', '.join(IG_METHODS)}, got {method!r}")
 
 
 def make_baseline(
@@ -88,7 +89,7 @@ def make_baseline(
         lo, hi = value_range
         u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         return u * (hi - lo) + lo
-    raise ValueError(
+    raise AttribAuditError(
         f"baseline must be one of {', '.join(BASELINES)}, a number or a tensor, got {baseline!r}"
     )
 

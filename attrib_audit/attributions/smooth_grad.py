@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from attrib_audit.attributions._common import check_inputs, folded_mean_gradient, make_generator
+from attrib_audit.errors import AttribAuditError
 
 
 def smooth_grad(
@@ -39,7 +40,7 @@ def smooth_grad(
     check_inputs(x, target)
     if noise is None:
         if samples < 1:
-            raise ValueError(f"samples must be >= 1, got {samples}")
+            raise AttribAuditError(f"samples must be >= 1, got {samples}")
         std = sigma * (value_range[1] - value_range[0])
         gen = make_generator(x, seed, generator)
         noise = torch.randn(

@@ -56,6 +56,13 @@ def to_card(
             f"{origin}: x has shape {tuple(x.shape)}; expected (N, {c}, H, W) for a model with "
             f"input shape {list(shape)}"
         )
+    if x.numel() == 0:
+        raise AttribAuditError(f"{origin}: holds no images (x has shape {tuple(x.shape)})")
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).flatten(1).any(1).sum())
+        raise AttribAuditError(
+            f"{origin}: {bad} image(s) hold NaN or infinite values; remove or repair them"
+        )
     lo, hi = value_range
     if not x.is_floating_point() or raw_range is not None:
         rlo, rhi = raw_range or (0.0, 255.0)

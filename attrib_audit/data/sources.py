@@ -8,6 +8,7 @@ Folders stream: only the images of the current batch are read.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -71,6 +72,25 @@ class Data(ABC):
     def labelled(self) -> bool:
         """Whether every sample has a label (training needs them)."""
 
+    @abstractmethod
+    def targets(self) -> Tensor:
+        """Every sample's label (N,), -1 where unknown; read without loading the images."""
+
+    @abstractmethod
+    def fingerprint(self) -> str:
+        """A hash of the samples and labels, so a resumed run can tell the data changed."""
+
+    def check_labels(self, num_classes: int) -> None:
+        """Every known label is a class of a model with ``num_classes`` outputs."""
+        y = self.targets()
+        outside = y >= num_classes
+        if bool(outside.any()):
+            raise AttribAuditError(
+                f"{self.source}: {int(outside.sum())} label(s) are outside the model's "
+                f"{num_classes} classes (largest {int(y.max())}); check the data or the card's "
+                "classes"
+            )
+
 
 @dataclass
 class TensorData(Data):
@@ -90,6 +110,16 @@ class TensorData(Data):
 
     def get(self, indices: Tensor) -> tuple[Tensor, Tensor]:
         return self.x[indices], self.y[indices]
+
+    def targets(self) -> Tensor:
+        return self.y
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256()
+        h.update(str((tuple(self.x.shape), str(self.x.dtype))).encode())
+        h.update(self.x.detach().cpu().contiguous().numpy().tobytes())
+        h.update(self.y.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
 
     @property
     def labelled(self) -> bool:
@@ -120,6 +150,21 @@ class FileData(Data):
     def labelled(self) -> bool:
         return all(label >= 0 for label in self.labels)
 
+    def targets(self) -> Tensor:
+        return torch.tensor(self.labels, dtype=torch.long)
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256(str((self.shape, self.value_range, self.labels)).encode())
+        for f in self.files:
+            h.update(str(f).encode())
+            try:
+                with open(f, "rb") as fh:
+                    for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                        h.update(block)
+            except OSError as exc:
+                raise AttribAuditError(f"cannot read image {f}: {exc.strerror}") from None
+        return h.hexdigest()
+
     def get(self, indices: Tensor) -> tuple[Tensor, Tensor]:
         idx = [int(i) for i in indices]
         x = torch.stack([_read_image(self.files[i], self.shape, self.value_range) for i in idx])
@@ -130,7 +175,7 @@ def _read_image(path: Path, shape, value_range) -> Tensor:
     try:
         with Image.open(path) as img:
             return image_to_tensor(img, shape, value_range)
-    except (UnidentifiedImageError, OSError) as exc:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError) as exc:
         raise AttribAuditError(f"cannot read image {path}: {exc}") from None
 
 
@@ -165,26 +210,52 @@ def _tensors(path: Path, shape, value_range) -> TensorData:
         try:
             with np.load(path, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
-        except (OSError, ValueError) as exc:
-            raise AttribAuditError(f"cannot read {path}: {exc}") from None
-        data = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+        except Exception as exc:  # zip, header and dtype errors alike: the file is bad
+            raise AttribAuditError(f"cannot read {path} as .npz arrays: {exc}") from None
     else:
         try:
-            data = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
+            arrays = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:
             raise AttribAuditError(
-                f"cannot read {path} as a dict of tensors (x, y): {exc}"
+                f"cannot read {path} as a dict of tensors (x, y) saved by torch.save; it is "
+                "corrupt or holds other objects"
             ) from None
-    if not isinstance(data, dict) or "x" not in data:
+    if not isinstance(arrays, dict) or "x" not in arrays:
         raise AttribAuditError(
             f"{path} must hold an array 'x' (N, C, H, W) and optionally 'y' (N,)"
         )
-    x = to_card(torch.as_tensor(data["x"]), shape, value_range, origin=str(path))
-    y = data.get("y")
-    y = torch.full((x.shape[0],), -1) if y is None else torch.as_tensor(y).long().reshape(-1)
+    x = _numeric(arrays["x"], path, "x")
+    if x.shape[:1] == (0,) or x.numel() == 0:
+        raise AttribAuditError(f"{path} holds no images (x has shape {tuple(x.shape)})")
+    x = to_card(x, shape, value_range, origin=str(path))
+    y = arrays.get("y")
+    if y is None:
+        y = torch.full((x.shape[0],), -1)
+    else:
+        y = _numeric(y, path, "y").reshape(-1)
+        if y.dtype == torch.bool or (y.is_floating_point() and not bool((y == y.round()).all())):
+            raise AttribAuditError(f"{path}: y must hold integer class indices")
+        y = y.long()
+        if bool((y < -1).any()):
+            raise AttribAuditError(
+                f"{path}: y holds {int(y.min())}; labels are class indices >= 0 (-1: unknown)"
+            )
     if y.shape[0] != x.shape[0]:
         raise AttribAuditError(f"{path}: {x.shape[0]} images but {y.shape[0]} labels")
     return TensorData(x, y, str(path))
+
+
+def _numeric(value, path: Path, name: str) -> Tensor:
+    """An array of numbers as a tensor; anything else (strings, objects) is one clear error."""
+    if isinstance(value, np.ndarray):
+        if not (np.issubdtype(value.dtype, np.number) or value.dtype == np.bool_):
+            raise AttribAuditError(f"{path}: {name} holds {value.dtype} values, not numbers")
+        if np.iscomplexobj(value):
+            raise AttribAuditError(f"{path}: {name} holds complex numbers")
+        return torch.from_numpy(np.ascontiguousarray(value))
+    if isinstance(value, Tensor) and not value.is_complex():
+        return value
+    raise AttribAuditError(f"{path}: {name} is a {type(value).__name__}, not an array of numbers")
 
 
 def _digits(split: str, shape, value_range) -> TensorData:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from attrib_audit.errors import AttribAuditError
+
 REDUCTIONS: tuple[str, ...] = ("sum-abs", "sum", "l2")
 
 
@@ -22,7 +24,7 @@ def reduce_map(a: Tensor, how: str = "sum-abs") -> Tensor:
         return a.sum(1)
     if how == "l2":
         return a.pow(2).sum(1).sqrt()
-    raise ValueError(f"reduce must be one of {', '.join(REDUCTIONS)}, got {how!r}")
+    raise AttribAuditError(f"reduce must be one of {', '.join(REDUCTIONS)}, got {how!r}")
 
 
 def flat(a: Tensor, b: Tensor | None = None) -> Tensor:

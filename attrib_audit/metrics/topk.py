@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from attrib_audit.errors import AttribAuditError
 from attrib_audit.metrics.reduce import flat
 
 
@@ -30,7 +31,7 @@ def topk_intersection(a: Tensor, b: Tensor, *, k: int = 100) -> Tensor:
     """
     fa, fb = flat(a, b), flat(b)
     if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
+        raise AttribAuditError(f"k must be >= 1, got {k}")
     k = min(k, fa.shape[1])
     both = topk_mask(fa, k) & topk_mask(fb, k)
     return both.sum(1).to(a.dtype if a.is_floating_point() else torch.float32) / k

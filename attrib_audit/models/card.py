@@ -68,6 +68,8 @@ class ModelCard:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, origin: str = "card") -> ModelCard:
+        if not isinstance(data, dict):
+            raise AttribAuditError(f"{origin}: a card is a table of fields, got {data!r:.60}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -82,11 +84,7 @@ class ModelCard:
             if key in ("input_shape", "value_range", "mean", "std", "classes"):
                 if not isinstance(value, (list, tuple)):
                     raise AttribAuditError(f"{origin}: {key} must be a list, got {value!r}")
-                conv = {"input_shape": int, "classes": str}.get(key, float)
-                try:
-                    value = tuple(conv(v) for v in value)
-                except (TypeError, ValueError):
-                    raise AttribAuditError(f"{origin}: {key} has a bad entry: {value!r}") from None
+                value = tuple(_entry(origin, key, v) for v in value)
             elif key == "arch_kwargs":
                 if not isinstance(value, dict):
                     raise AttribAuditError(f"{origin}: arch_kwargs must be a table")
@@ -96,7 +94,7 @@ class ModelCard:
             values[key] = value
         try:
             return cls(**values)
-        except ValueError as exc:
+        except AttribAuditError as exc:
             raise AttribAuditError(f"{origin}: {exc}") from None
 
     @classmethod
@@ -156,6 +154,19 @@ class ModelCard:
         return replace(self, **changes)
 
 
+def _entry(origin: str, key: str, v: Any) -> Any:
+    """One entry of a list field, of the field's type (no bools, no silent truncation)."""
+    if key == "classes":
+        if isinstance(v, (str, int)) and not isinstance(v, bool):
+            return str(v)
+    elif key == "input_shape":
+        if isinstance(v, int) and not isinstance(v, bool):
+            return v
+    elif isinstance(v, (int, float)) and not isinstance(v, bool):
+        return float(v)
+    raise AttribAuditError(f"{origin}: {key} has a bad entry: {v!r:.60}")
+
+
 def _toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -172,14 +183,21 @@ def _toml_value(v: Any) -> str:
 
 def _check(card: ModelCard) -> None:
     if card.input_shape is not None and (
-        len(card.input_shape) not in (1, 2, 3) or any(d < 1 for d in card.input_shape)
+        len(card.input_shape) != 3 or any(d < 1 for d in card.input_shape)
     ):
-        raise ValueError(
-            f"input_shape must be (C, H, W) with positive sizes, got {list(card.input_shape)}"
+        raise AttribAuditError(
+            f"input_shape must be C,H,W (three positive sizes, e.g. 1,28,28 or 3,224,224), "
+            f"got {','.join(map(str, card.input_shape))}"
         )
     vr = card.value_range
     if vr is not None and (len(vr) != 2 or not vr[0] < vr[1]):
-        raise ValueError(f"value_range must be [lo, hi] with lo < hi, got {card.value_range}")
+        raise AttribAuditError(
+            f"value_range must be lo,hi with lo < hi (e.g. 0,1), got {','.join(map(str, vr))}"
+        )
+    for name in ("value_range", "mean", "std"):
+        v = getattr(card, name)
+        if v is not None and not all(math.isfinite(x) for x in v):
+            raise AttribAuditError(f"{name} must hold finite numbers, got {list(v)}")
     for name in ("mean", "std"):
         v = getattr(card, name)
         if (
@@ -187,32 +205,38 @@ def _check(card: ModelCard) -> None:
             and card.input_shape is not None
             and len(v) not in (1, card.input_shape[0])
         ):
-            raise ValueError(
+            raise AttribAuditError(
                 f"{name} has {len(v)} values but the input has {card.input_shape[0]} channels"
             )
     if card.std is not None and any(s <= 0 for s in card.std):
-        raise ValueError(f"std must be positive, got {list(card.std)}")
+        raise AttribAuditError(f"std must be positive, got {list(card.std)}")
     if (card.mean is None) != (card.std is None):
-        raise ValueError("mean and std go together: give both or neither")
+        raise AttribAuditError("mean and std go together: give both or neither")
+    if card.classes is not None and len(card.classes) == 0:
+        raise AttribAuditError("classes is empty; name one class per model output")
 
 
 def parse_floats(text: str, what: str) -> tuple[float, ...]:
-    """``"0.5,0.5"`` or ``"0,1"`` (fractions like ``8/255`` allowed) -> floats."""
+    """``"0.5,0.5"`` or ``"0,1"`` (fractions like ``8/255`` allowed) -> finite floats."""
     out = []
     for part in text.split(","):
         part = part.strip()
         try:
             if "/" in part:
                 num, den = part.split("/", 1)
-                out.append(float(num) / float(den))
+                value = float(num) / float(den)
             else:
-                out.append(float(part))
-        except (ValueError, ZeroDivisionError):
+                value = float(part)
+        except (ValueError, ZeroDivisionError, OverflowError):
             raise AttribAuditError(f"{what}: {part!r} is not a number (in {text!r})") from None
+        if not math.isfinite(value):
+            raise AttribAuditError(f"{what}: {part!r} is not a finite number (in {text!r})")
+        out.append(value)
     return tuple(out)
 
 
 def parse_ints(text: str, what: str) -> tuple[int, ...]:
+    """``"1,28,28"`` -> ints."""
     try:
         return tuple(int(p) for p in text.split(","))
     except ValueError:

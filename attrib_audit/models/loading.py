@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import pickle
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,12 +14,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from attrib_audit.errors import AttribAuditError
+from attrib_audit.errors import AttribAuditError, UntrustedCodeError
 from attrib_audit.models import onnx_graph
-from attrib_audit.models.arch import build_arch
+from attrib_audit.models.arch import build_arch, check_card_arch
 from attrib_audit.models.card import ModelCard
 
 FORMATS = ("state_dict", "safetensors", "torchscript", "onnx", "pickle")
+# Values per input image (C*H*W) past which a card is refused: 3 x 4096 x 4096 fits; a card
+# that asks for more would make the probe alone exhaust memory.
+MAX_INPUT_ELEMENTS = 2**26
 
 
 class Normalized(nn.Module):
@@ -98,11 +103,13 @@ def detect_format(path: Path) -> str:
         return "onnx"
     if suffix == ".safetensors":
         return "safetensors"
-    if zipfile.is_zipfile(path):
+    try:
         with zipfile.ZipFile(path) as z:
             names = z.namelist()
-        if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
-            return "torchscript"
+    except (zipfile.BadZipFile, OSError, ValueError):
+        names = []
+    if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
+        return "torchscript"
     return "state_dict"
 
 
@@ -122,36 +129,79 @@ def _unwrap_state_dict(obj: Any, path: Path) -> dict[str, Tensor]:
 
 def _with_weights(state: dict[str, Tensor], card: ModelCard, path: Path) -> nn.Module:
     spec = card.require("arch", "(a state_dict holds weights, not the architecture)")
+    try:  # shapes first, on the meta device: a card cannot make us allocate a model
+        with torch.device("meta"):  # the weights do not fit
+            skeleton = build_arch(spec, card.arch_kwargs, base=path.parent)
+    except Exception:  # some factories cannot build on meta; the real build says why
+        skeleton = None
+    if skeleton is not None:
+        _check_fit(skeleton.state_dict(), state, spec, path)
     model = build_arch(spec, card.arch_kwargs, base=path.parent)
-    result = model.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        parts = []
-        if result.missing_keys:
-            parts.append(f"missing {', '.join(result.missing_keys[:4])}")
-        if result.unexpected_keys:
-            parts.append(f"unexpected {', '.join(result.unexpected_keys[:4])}")
+    _check_fit(model.state_dict(), state, spec, path)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise AttribAuditError(
+            f"the weights in {path} do not fit architecture {spec!r}: {exc}"
+        ) from None
+    return model
+
+
+def _check_fit(expected: dict[str, Tensor], state: dict[str, Tensor], spec: str, path: Path):
+    """The state_dict has exactly the architecture's keys, each of the same shape."""
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [
+        f"{k} {list(state[k].shape)} vs {list(v.shape)}"
+        for k, v in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    parts = []
+    if missing:
+        parts.append(f"missing {', '.join(missing[:4])}")
+    if unexpected:
+        parts.append(f"unexpected {', '.join(unexpected[:4])}")
+    if wrong:
+        parts.append(f"shapes (file vs architecture) {'; '.join(wrong[:4])}")
+    if parts:
         raise AttribAuditError(
             f"the weights in {path} do not fit architecture {spec!r} ({'; '.join(parts)}); "
             "check --arch and its arguments"
         )
-    return model
+
+
+def _torch_load_error(path: Path, exc: Exception) -> AttribAuditError:
+    """What is wrong with a file torch.load refused, in our words (torch's advice to retry
+    with weights_only=False would run the file's code)."""
+    text = str(exc)
+    if path.stat().st_size == 0:
+        why = "the file is empty (0 bytes)"
+    elif isinstance(exc, RuntimeError) and "zip archive" in text:
+        why = "its zip archive is damaged (truncated or corrupt)"
+    else:
+        detail = next((ln.strip() for ln in text.splitlines() if "Unsupported" in ln), "")
+        why = "it is corrupt or was not written by torch.save" + (
+            f" ({detail.rstrip('.')})" if detail else ""
+        )
+    return AttribAuditError(f"cannot read {path} as a torch checkpoint: {why}")
 
 
 def load_state_dict_file(path: Path, card: ModelCard, *, trust: bool = False) -> nn.Module:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "unsupported global" not in str(exc).lower():  # not a pickle of objects at all
-            raise AttribAuditError(f"cannot read {path} as a torch checkpoint: {exc}") from None
+        blocked = re.search(r"unsupported global\W+(?:GLOBAL )?([\w.]+)", str(exc), re.I)
+        if blocked is None:  # not a pickle of objects at all
+            raise _torch_load_error(path, exc) from None
         if not trust:
-            raise AttribAuditError(
-                f"{path} is a pickled Python object, not a plain state_dict; unpickling runs "
-                "arbitrary code, so it is refused. If you trust its source, pass "
-                "--trust-checkpoint (trust=True)"
+            raise UntrustedCodeError(
+                f"{path} is a pickled Python object (it names {blocked.group(1)}), not a plain "
+                "state_dict; unpickling runs arbitrary code, so it is refused. If you trust "
+                "its source, pass --trust-checkpoint (trust=True)"
             ) from None
         return load_pickle(path, card, trust=True)
-    except (RuntimeError, OSError, EOFError) as exc:
-        raise AttribAuditError(f"cannot read {path} as a torch checkpoint: {exc}") from None
+    except Exception as exc:
+        raise _torch_load_error(path, exc) from None
     return _with_weights(_unwrap_state_dict(obj, path), card, path)
 
 
@@ -161,7 +211,10 @@ def load_pickle(path: Path, card: ModelCard, *, trust: bool = False) -> nn.Modul
             f"{path}: loading a pickled module runs arbitrary code; pass --trust-checkpoint "
             "(trust=True) if you trust its source"
         )
-    obj = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise _torch_load_error(path, exc) from None
     if isinstance(obj, nn.Module):
         return obj
     return _with_weights(_unwrap_state_dict(obj, path), card, path)
@@ -181,8 +234,9 @@ def load_safetensors(path: Path, card: ModelCard, *, trust: bool = False) -> nn.
 def load_torchscript(path: Path, card: ModelCard, *, trust: bool = False) -> nn.Module:
     try:
         return torch.jit.load(str(path), map_location="cpu")
-    except RuntimeError as exc:
-        raise AttribAuditError(f"cannot load {path} as TorchScript: {exc}") from None
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AttribAuditError(f"cannot load {path} as TorchScript: {first}") from None
 
 
 def register_builtins(registry) -> None:
@@ -253,6 +307,8 @@ def load_model(
     if card is not None and not sidecar.is_file():
         raise AttribAuditError(f"model card {sidecar} does not exist")
     base = ModelCard.from_toml(sidecar) if sidecar.is_file() else ModelCard()
+    if arch is None and base.arch is not None and not trust:  # the card's, not the user's
+        check_card_arch(base.arch, f"model card {sidecar}")
     the_card = base.merged(
         arch=arch,
         input_shape=input_shape,
@@ -267,8 +323,17 @@ def load_model(
         inner, the_card, sess, input_name = _load_onnx(path, the_card)
     else:
         inner = LOADERS.get(fmt).obj(path, the_card, trust=trust)
-    the_card.require("input_shape")
+    if not isinstance(inner, nn.Module):
+        raise AttribAuditError(
+            f"the {fmt} loader returned {type(inner).__name__} for {path}, not a torch.nn.Module"
+        )
+    shape = the_card.require("input_shape")
     the_card.require("value_range", "(epsilons and noise are measured in it)")
+    if math.prod(shape) > MAX_INPUT_ELEMENTS:
+        raise AttribAuditError(
+            f"input_shape {','.join(map(str, shape))} has {math.prod(shape):,} values per image, "
+            f"more than the {MAX_INPUT_ELEMENTS:,} this tool handles; check the card"
+        )
     module = Normalized(inner, the_card.mean, the_card.std).eval()
     for p in module.parameters():
         p.requires_grad_(False)
@@ -279,11 +344,22 @@ def load_model(
         except Exception as exc:
             raise AttribAuditError(
                 f"the model fails on an input of shape {list(probe.shape)} "
-                f"(from the card's input_shape): {exc}"
+                f"(from the card's input_shape): {type(exc).__name__}: {exc}"
             ) from None
-    if logits.dim() != 2:
+    if not isinstance(logits, Tensor):
         raise AttribAuditError(
-            f"the model returns shape {tuple(logits.shape)}; expected logits (B, K)"
+            f"the model returns {type(logits).__name__}, not a tensor; attrib-audit needs a "
+            "classifier whose forward returns logits (B, K)"
+        )
+    if logits.dim() != 2 or logits.shape[0] != probe.shape[0]:
+        raise AttribAuditError(
+            f"the model returns shape {tuple(logits.shape)} for {probe.shape[0]} inputs; "
+            "expected logits (B, K)"
+        )
+    if not bool(torch.isfinite(logits).all()):
+        raise AttribAuditError(
+            f"the model returns non-finite logits (NaN or inf) on {probe.shape[0]} probe inputs "
+            "in its value range; its attributions cannot be measured"
         )
     k = logits.shape[1]
     if the_card.classes is None:

@@ -49,8 +49,10 @@ def read_facts(model: onnx.ModelProto) -> OnnxFacts:
         if prop.key == CARD_METADATA_KEY:
             try:
                 card = json.loads(prop.value)
-            except json.JSONDecodeError:
-                card = {}
+            except (json.JSONDecodeError, RecursionError):
+                raise AttribAuditError(
+                    f"the card embedded in the ONNX graph ({CARD_METADATA_KEY}) is not JSON"
+                ) from None
     return OnnxFacts(inputs[0].name, shape, card)
 
 
@@ -107,10 +109,10 @@ def convert(model: onnx.ModelProto) -> nn.Module:
 
     try:
         return onnx2torch_convert(model)
-    except NotImplementedError as exc:
+    except Exception as exc:
         raise AttribAuditError(
-            f"onnx2torch cannot convert this graph: {exc}; export the model in PyTorch form "
-            "(state_dict + --arch) instead"
+            f"onnx2torch cannot convert this graph ({type(exc).__name__}: {_first_line(exc)}); "
+            "export the model in PyTorch form (state_dict + --arch) instead"
         ) from None
 
 
@@ -121,7 +123,10 @@ def session(path_or_bytes: str | Path | bytes):
     if "CUDAExecutionProvider" in ort.get_available_providers():
         providers.insert(0, "CUDAExecutionProvider")
     source = path_or_bytes if isinstance(path_or_bytes, bytes) else str(path_or_bytes)
-    return ort.InferenceSession(source, providers=providers)
+    try:
+        return ort.InferenceSession(source, providers=providers)
+    except Exception as exc:
+        raise AttribAuditError(f"onnxruntime cannot run this graph: {_first_line(exc)}") from None
 
 
 def run_session(sess, input_name: str, x: torch.Tensor) -> torch.Tensor:
@@ -149,10 +154,45 @@ def verify(module: nn.Module, sess, input_name: str, probe: torch.Tensor) -> flo
     return float(diff.max())
 
 
+def check_external_data(model: onnx.ModelProto, folder: Path) -> None:
+    """Every external-data location is a file inside the model's folder: a graph cannot make
+    us read other files (``../../etc/shadow``, an absolute path, a symlink out)."""
+    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
+
+    root = folder.resolve()
+    for tensor in _get_all_tensors(model):
+        if not uses_external_data(tensor):
+            continue
+        location = ExternalDataInfo(tensor).location
+        target = (root / location).resolve()
+        if Path(location).is_absolute() or not target.is_relative_to(root):
+            raise AttribAuditError(
+                f"the ONNX graph's tensor {tensor.name!r} names external data {location!r} "
+                f"outside the model's folder {folder}; refused"
+            )
+        if not target.is_file():
+            raise AttribAuditError(
+                f"the ONNX graph's tensor {tensor.name!r} needs external data {location!r}, "
+                f"which is not in {folder}; copy it next to the model"
+            )
+
+
 def load(path: Path) -> tuple[onnx.ModelProto, OnnxFacts]:
     try:
-        model = onnx.load(str(path))
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise AttribAuditError(f"{path} is not a valid ONNX model: {_first_line(exc)}") from None
+    check_external_data(model, path.parent)
+    try:
+        from onnx.external_data_helper import load_external_data_for_model
+
+        load_external_data_for_model(model, str(path.parent))
         onnx.checker.check_model(model)
     except Exception as exc:
-        raise AttribAuditError(f"{path} is not a valid ONNX model: {exc}") from None
+        raise AttribAuditError(f"{path} is not a valid ONNX model: {_first_line(exc)}") from None
     return model, read_facts(model)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

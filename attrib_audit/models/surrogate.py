@@ -27,6 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
+from attrib_audit.errors import AttribAuditError
+
 DEFAULT_BETA = 10.0
 
 
@@ -196,7 +198,7 @@ def smooth_surrogate(module: nn.Module, beta: float = DEFAULT_BETA) -> SmoothSur
     listed in ``SmoothSurrogate.unreplaced`` and reported with a warning.
     """
     if beta <= 0:
-        raise ValueError(f"beta must be > 0, got {beta}")
+        raise AttribAuditError(f"beta must be > 0, got {beta}")
     copy_ = copy.deepcopy(module)
     replaced: list[str] = []
     unreplaced: list[str] = []

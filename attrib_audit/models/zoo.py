@@ -47,3 +47,7 @@ def fashion_mnist_cnn(num_classes: int = 10, hidden: int = 128) -> nn.Module:
         nn.ReLU(),
         nn.Linear(hidden, num_classes),
     )
+
+
+# what a checkpoint's card may name here without --trust-checkpoint (models/arch.py)
+FACTORIES = ("digits_cnn", "fashion_mnist_cnn")

@@ -23,8 +23,36 @@ __all__ = [
     "junit_xml",
     "load_report",
     "parse_expr",
+    "render_reports",
+    "write_rendered",
     "write_reports",
 ]
+
+
+def render_reports(
+    report: dict[str, Any],
+    formats: list[str],
+    *,
+    gallery: dict[str, list[dict]] | None = None,
+) -> dict[str, str]:
+    """Each requested format's text, by file name. Everything is rendered before anything is
+    written, so a failure leaves no report without its siblings."""
+    texts = {}
+    for fmt in formats:
+        if fmt == "json":
+            texts[FILENAMES[fmt]] = json.dumps(report, indent=1, allow_nan=False) + "\n"
+        elif fmt == "html":
+            from attrib_audit.report.html import render_html
+
+            texts[FILENAMES[fmt]] = render_html(report, gallery)
+        else:
+            texts[FILENAMES[fmt]] = junit_xml(report)
+    return texts
+
+
+def write_rendered(out: str | Path, texts: dict[str, str]) -> list[Path]:
+    """Write rendered reports into ``out``, each atomically; returns their paths."""
+    return [atomic_write_text(Path(out) / name, text) for name, text in texts.items()]
 
 
 def write_reports(
@@ -34,18 +62,5 @@ def write_reports(
     *,
     gallery: dict[str, list[dict]] | None = None,
 ) -> list[Path]:
-    """Write the requested formats into ``out``, each atomically; returns their paths."""
-    out = Path(out)
-    written = []
-    for fmt in formats:
-        path = out / FILENAMES[fmt]
-        if fmt == "json":
-            atomic_write_text(path, json.dumps(report, indent=1, allow_nan=False) + "\n")
-        elif fmt == "html":
-            from attrib_audit.report.html import render_html
-
-            atomic_write_text(path, render_html(report, gallery))
-        else:
-            atomic_write_text(path, junit_xml(report))
-        written.append(path)
-    return written
+    """Render the requested formats, then write them into ``out``; returns their paths."""
+    return write_rendered(out, render_reports(report, formats, gallery=gallery))

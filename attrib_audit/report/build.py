@@ -90,7 +90,7 @@ def _json_safe(obj: Any) -> Any:
         return {str(k): _json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_json_safe(v) for v in obj]
-    if isinstance(obj, float) and np.isnan(obj):
+    if isinstance(obj, float) and not np.isfinite(obj):
         return None
     if isinstance(obj, (np.floating, np.integer)):
         return obj.item()
@@ -99,7 +99,7 @@ def _json_safe(obj: Any) -> Any:
 
 def build_report(state: dict, rows: list[dict], extras: dict) -> dict[str, Any]:
     from attrib_audit import __version__
-    from attrib_audit.report.gate import evaluate_gate
+    from attrib_audit.report.gate import evaluate_gate, evidence_problems
 
     cfg, loaded, surrogate = state["cfg"], state["loaded"], state["surrogate"]
     results = aggregate(rows, cfg.metrics, cfg.seed)
@@ -133,6 +133,7 @@ def build_report(state: dict, rows: list[dict], extras: dict) -> dict[str, Any]:
             "source": cfg.data,
             "n_samples": n,
             "n_correct": n_correct,
+            "n_nonfinite_logits": extras["n_nonfinite_logits"],
             "clean_accuracy": n_correct / n if n else None,
         },
         "config": config,
@@ -144,8 +145,11 @@ def build_report(state: dict, rows: list[dict], extras: dict) -> dict[str, Any]:
     if extras["adv_accuracy"] is not None:
         report["adversarial_accuracy"] = {repr(e): v for e, v in extras["adv_accuracy"].items()}
     report = _json_safe(report)
-    report["gate"] = evaluate_gate(
-        report, cfg.require, baseline=cfg.baseline, max_drop=cfg.max_drop
-    )
     report["samples"] = _json_safe(rows)
+    problems = evidence_problems(report)
+    report["evidence"] = {"conclusive": not problems, "problems": problems}
+    gate = evaluate_gate(report, cfg.require, baseline=state["baseline"], max_drop=cfg.max_drop)
+    samples = report.pop("samples")  # samples stay last in the file
+    report["gate"] = gate
+    report["samples"] = samples
     return report

@@ -9,6 +9,7 @@ over epsilons), which take no prefix.
 from __future__ import annotations
 
 import json
+import math
 import operator
 import re
 from pathlib import Path
@@ -42,14 +43,15 @@ def _check(report: dict, expr: str) -> dict[str, Any]:
         if method is not None:
             raise AttribAuditError(f"{metric} takes no method prefix (in {expr!r})")
         if metric == "clean_accuracy":
-            value = report["data"]["clean_accuracy"]
+            value = report.get("data", {}).get("clean_accuracy")
         else:
             adv = report.get("adversarial_accuracy")
             if not adv:
                 raise AttribAuditError(
                     f"{expr!r} needs adversarial accuracy; audit with --adv-accuracy"
                 )
-            value = min(adv.values())
+            vals = list(adv.values())
+            value = None if any(v is None for v in vals) else min(vals)
         passed = value is not None and OPS[op](value, threshold)
         return {"expr": expr, "value": value, "passed": bool(passed)}
     metrics = sorted({k for per in summary.values() for k in per})
@@ -82,17 +84,96 @@ def validate_require(require: list[str], methods: list[str], metrics: list[str])
         _check(stub, expr)
 
 
-def load_report(path: str | Path) -> dict[str, Any]:
+def load_report(path: str | Path, *, what: str = "report") -> dict[str, Any]:
+    """A report.json, checked for the fields the gate reads (it may come from anyone)."""
     path = Path(path)
     try:
-        report = json.loads(path.read_text())
+        report = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise AttribAuditError(f"cannot read report {path}: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise AttribAuditError(f"{path} is not JSON: {exc}") from None
+        raise AttribAuditError(f"cannot read {what} {path}: {exc.strerror}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise AttribAuditError(f"{what} {path} is not JSON: {exc}") from None
     if not isinstance(report, dict) or report.get("schema_version") != 1:
-        raise AttribAuditError(f"{path} is not an attrib-audit report (schema_version 1)")
+        raise AttribAuditError(f"{what} {path} is not an attrib-audit report (schema_version 1)")
+    problem = _shape_problem(report)
+    if problem:
+        raise AttribAuditError(f"{what} {path} is malformed: {problem}")
     return report
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _shape_problem(report: dict[str, Any]) -> str | None:
+    """The first field the gate reads that does not have the report's shape, or None."""
+    summary = report.get("summary")
+    if not isinstance(summary, dict):
+        return "summary is not a table"
+    for method, per in summary.items():
+        if not isinstance(per, dict):
+            return f"summary.{method} is not a table"
+        for metric, v in per.items():
+            if v is not None and not _number(v):
+                return f"summary.{method}.{metric} is {v!r:.40}, not a number"
+    data = report.get("data")
+    if not isinstance(data, dict):
+        return "data is not a table"
+    for key in ("n_samples", "n_correct"):
+        if key in data and not (isinstance(data[key], int) and not isinstance(data[key], bool)):
+            return f"data.{key} is {data[key]!r:.40}, not a count"
+    acc = data.get("clean_accuracy")
+    if acc is not None and not _number(acc):
+        return f"data.clean_accuracy is {acc!r:.40}, not a number"
+    adv = report.get("adversarial_accuracy")
+    if adv is not None and (
+        not isinstance(adv, dict) or not all(v is None or _number(v) for v in adv.values())
+    ):
+        return "adversarial_accuracy is not a table of numbers"
+    samples = report.get("samples", [])
+    if not isinstance(samples, list) or not all(isinstance(r, dict) for r in samples):
+        return "samples is not a list of rows"
+    return None
+
+
+def evidence_problems(report: dict[str, Any]) -> list[str]:
+    """Why the report's numbers are no evidence, or [] when they are: no audited sample,
+    non-finite logits, maps or metric values. Read from the report's facts, not from a claim
+    it makes, so it holds for any report handed to the gate."""
+    problems = []
+    data = report.get("data", {})
+    if not data.get("n_correct"):
+        problems.append("no sample was audited (none was classified correctly)")
+    if data.get("n_nonfinite_logits"):
+        problems.append(f"{data['n_nonfinite_logits']} sample(s) gave non-finite logits")
+    summary = report.get("summary", {})
+    if not summary:
+        problems.append("the summary is empty")
+    missing = [f"{m}.{k}" for m, per in sorted(summary.items()) for k, v in per.items()]
+    missing = [name for name in missing if _value_at(summary, name) is None]
+    if missing:
+        problems.append(f"no finite value for {', '.join(missing[:4])}")
+    for name, v in _values(report):
+        if not math.isfinite(v):
+            problems.append(f"{name} is not finite")
+            break
+    metrics = (report.get("config") or {}).get("metrics") or []
+    bad = sum(1 for r in report.get("samples", []) for k in metrics if k in r and r[k] is None)
+    if bad:
+        problems.append(f"{bad} per-sample metric value(s) are missing (non-finite maps)")
+    return problems
+
+
+def _value_at(summary: dict, name: str) -> Any:
+    method, metric = name.split(".", 1)
+    return summary[method][metric]
+
+
+def _values(report: dict[str, Any]):
+    for m, per in report.get("summary", {}).items():
+        for k, v in per.items():
+            if v is not None:
+                yield f"summary.{m}.{k}", float(v)
 
 
 def _baseline_checks(report: dict, baseline: dict, max_drop: float) -> list[dict[str, Any]]:
@@ -103,7 +184,16 @@ def _baseline_checks(report: dict, baseline: dict, max_drop: float) -> list[dict
     for method in sorted(set(old) & set(new)):
         for metric in sorted(set(old[method]) & set(new[method])):
             a, b = old[method][metric], new[method][metric]
-            if a is None or b is None:
+            if not (_number(a) and _number(b) and math.isfinite(a) and math.isfinite(b)):
+                if b is not None or a is not None:  # a value that is not there cannot pass
+                    checks.append(
+                        {
+                            "expr": f"baseline: {method}.{metric} drop <= {max_drop:g}",
+                            "value": None,
+                            "passed": False,
+                            "detail": "no finite value to compare",
+                        }
+                    )
                 continue
             higher = (
                 METRICS.get(metric).meta.get("higher_is_robust", True)
@@ -120,6 +210,15 @@ def _baseline_checks(report: dict, baseline: dict, max_drop: float) -> list[dict
                     "current": b,
                 }
             )
+    if not checks:
+        checks.append(
+            {
+                "expr": "baseline: shares a summary metric with this audit",
+                "value": None,
+                "passed": False,
+                "detail": "the baseline report has no method and metric in common with it",
+            }
+        )
     return checks
 
 
@@ -127,13 +226,29 @@ def evaluate_gate(
     report: dict,
     require: list[str],
     *,
-    baseline: str | Path | None = None,
+    baseline: str | Path | dict | None = None,
     max_drop: float | None = None,
 ) -> dict[str, Any]:
-    """``{passed, checks: [{expr, value, passed}]}``; bad expressions raise (exit code 2)."""
+    """``{passed, checks: [{expr, value, passed}]}``; bad expressions raise (exit code 2).
+
+    ``baseline`` is a report or its path. When there are checks and the report's evidence is
+    not conclusive (:func:`evidence_problems`), a failing check says why: a gate never passes
+    on numbers that are not there.
+    """
     checks = [_check(report, expr) for expr in require]
     if baseline is not None:
-        checks += _baseline_checks(report, load_report(baseline), max_drop or 0.0)
+        old = baseline if isinstance(baseline, dict) else load_report(baseline, what="baseline")
+        checks += _baseline_checks(report, old, 0.0 if max_drop is None else max_drop)
     elif max_drop is not None:
         raise AttribAuditError("--max-drop needs --baseline OLD.json")
+    problems = evidence_problems(report)
+    if checks and problems:
+        checks.append(
+            {
+                "expr": "the evidence is conclusive",
+                "value": None,
+                "passed": False,
+                "detail": "; ".join(problems),
+            }
+        )
     return {"passed": all(c["passed"] for c in checks), "checks": checks}

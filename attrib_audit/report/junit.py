@@ -22,7 +22,9 @@ def junit_xml(report: dict[str, Any]) -> str:
         value = "n/a" if c["value"] is None else f"{c['value']:.6g}"
         if not c["passed"]:
             failure = ET.SubElement(case, "failure", message=f"{c['expr']} failed: value {value}")
-            failure.text = f"{c['expr']}: measured {value}"
+            failure.text = f"{c['expr']}: measured {value}" + (
+                f" ({c['detail']})" if c.get("detail") else ""
+            )
         else:
             ET.SubElement(case, "system-out").text = f"measured {value}"
     root = ET.Element("testsuites", tests=str(len(checks)), failures=str(failures))

@@ -25,6 +25,7 @@ SCHEMA = {
         "config",
         "results",
         "summary",
+        "evidence",
         "gate",
         "samples",
     ],
@@ -66,6 +67,7 @@ SCHEMA = {
                 "source": {"type": "string"},
                 "n_samples": {"type": "integer", "minimum": 0},
                 "n_correct": {"type": "integer", "minimum": 0},
+                "n_nonfinite_logits": {"type": "integer", "minimum": 0},
                 "clean_accuracy": NUM,
             },
         },
@@ -98,6 +100,14 @@ SCHEMA = {
             "type": "object",
             "additionalProperties": {"type": "object", "additionalProperties": NUM},
         },
+        "evidence": {
+            "type": "object",
+            "required": ["conclusive", "problems"],
+            "properties": {
+                "conclusive": {"type": "boolean"},
+                "problems": {"type": "array", "items": {"type": "string"}},
+            },
+        },
         "gate": {
             "type": "object",
             "required": ["passed", "checks"],
@@ -112,6 +122,7 @@ SCHEMA = {
                             "expr": {"type": "string"},
                             "value": NUM,
                             "passed": {"type": "boolean"},
+                            "detail": {"type": "string"},
                         },
                     },
                 },

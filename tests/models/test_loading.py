@@ -7,7 +7,7 @@ import torchvision
 from onnx import helper
 from safetensors.torch import save_file
 
-from attrib_audit.errors import AttribAuditError
+from attrib_audit.errors import AttribAuditError, UntrustedCodeError
 from attrib_audit.models import load_model, sample_model
 from attrib_audit.models.zoo import digits_cnn
 
@@ -47,11 +47,14 @@ def test_state_dict_with_a_file_spec(weights, tmp_path):
     )
     loaded = load_model(path, arch=f"{arch_file}:build", **CARD)
     torch.testing.assert_close(loaded.module(_x()), model(_x()))
-    # a sidecar card may name the file relative to the checkpoint's folder
+    # a sidecar card may name the file relative to the checkpoint's folder, but code that
+    # comes with a checkpoint runs only when the user trusts it
     path.with_suffix(".toml").write_text(
         'arch = "my_arch.py:build"\ninput_shape = [1, 8, 8]\nvalue_range = [0.0, 1.0]\n'
     )
-    torch.testing.assert_close(load_model(path).module(_x()), model(_x()))
+    with pytest.raises(UntrustedCodeError, match="--trust-checkpoint"):
+        load_model(path)
+    torch.testing.assert_close(load_model(path, trust=True).module(_x()), model(_x()))
 
 
 def test_state_dict_with_a_torchvision_spec(tmp_path):

@@ -5,7 +5,7 @@ from attrib_audit.report.gate import evaluate_gate, parse_expr
 
 REPORT = {
     "schema_version": 1,
-    "data": {"clean_accuracy": 0.95},
+    "data": {"clean_accuracy": 0.95, "n_samples": 20, "n_correct": 19},
     "summary": {
         "sm": {"topk_intersection": 0.40, "kendall": 0.30, "com_dislocation": 2.0},
         "ig": {"topk_intersection": 0.70, "kendall": 0.60, "com_dislocation": 1.0},
