@@ -686,6 +686,8 @@ def audit(
         from attrib_audit.report import FILENAMES
 
         out.print(f"wrote {out_dir / FILENAMES[fmt]}", markup=False, highlight=False)
+    if not report["evidence"]["conclusive"]:
+        _say(f"warning: the evidence is inconclusive: {'; '.join(report['evidence']['problems'])}")
     code = _print_gate(report)
     if model is None and preset is None:
         out.print(

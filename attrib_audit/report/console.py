@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -38,8 +39,11 @@ def gate_table(report: dict[str, Any]) -> Table | None:
     for col in ("check", "value", "result"):
         table.add_column(col)
     for c in checks:
+        value = _fmt(c["value"]) if not c.get("detail") else f"{_fmt(c['value'])}: {c['detail']}"
         table.add_row(
-            c["expr"], _fmt(c["value"]), "[green]pass[/]" if c["passed"] else "[bold red]FAIL[/]"
+            escape(c["expr"]),
+            escape(value),
+            "[green]pass[/]" if c["passed"] else "[bold red]FAIL[/]",
         )
     return table
 
