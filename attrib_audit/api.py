@@ -94,11 +94,17 @@ def attribute_to_dir(
 
     Every file is written atomically.
     """
+    from attrib_audit.io import OutputDir
+
+    with OutputDir(out):
+        return _attribute_files(model, data, Path(out), method, reduce, batch_size, params, device)
+
+
+def _attribute_files(model, data, out: Path, method, reduce, batch_size, params, device):
     from attrib_audit.io import atomic_write_bytes
     from attrib_audit.metrics import reduce_map
     from attrib_audit.render import heatmap_png
 
-    out = Path(out)
     rows: list[dict[str, Any]] = []
     index = 0
     model.module.to(device)

@@ -897,6 +897,38 @@ CASES = [
         ],
         "is in use by process",
     ),
+    (
+        "attribute-out-is-a-file",
+        2,
+        lambda f: ["attribute", str(DIGITS), "digits", "--samples", "2", "--out", f.write("x", "")],
+        "is a file",
+    ),
+    (
+        "unknown-format",
+        2,
+        lambda f: ["audit", str(DIGITS), "--format", "pdf"],
+        "unknown report format",
+    ),
+    (
+        "gate-boolean-summary",
+        2,
+        lambda f: [
+            "gate",
+            f.report(summary={"ig": {"kendall": True}}),
+            "--require",
+            "kendall>=0.5",
+        ],
+        "not a number",
+    ),
+    (
+        "card-huge-model",
+        2,
+        lambda f: [
+            "inspect",
+            f.model(card=CARD.replace("num_classes = 10", f"num_classes = {10**12}")),
+        ],
+        "do not fit architecture",
+    ),
 ]
 
 
