@@ -220,12 +220,9 @@ def _check_same_run(path: Path, old: dict[str, Any], new: dict[str, Any]) -> Non
         )
     a, b = old["settings"], new["settings"]
     if a != b:
-        keys = a.keys() | b.keys() if isinstance(a, dict) else b.keys()
-        changed = [
-            f"{k} {a.get(k)!r} -> {b.get(k)!r}"
-            for k in sorted(keys)
-            if not isinstance(a, dict) or a.get(k) != b.get(k)
-        ]
+        a = a if isinstance(a, dict) else {}  # a damaged header: every setting differs
+        keys = sorted(a.keys() | b.keys())
+        changed = [f"{k} {a.get(k)!r} -> {b.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
         raise AttribAuditError(
             f"cannot resume: the settings changed ({'; '.join(changed[:4])}); {start_over}"
         )
@@ -266,14 +263,14 @@ def audit(
     device = resolve_device(config.device)
     state = _prepare(config, device)
     cfg = state["cfg"]
-    header = {
+    if not cfg.out:
+        rows, gallery, extras = _run_grid(state, Journal(None, {}, False), device, progress)
+        return build_report(state, rows, extras)
+    header = {  # only a journal needs it: the data fingerprint reads every sample once more
         "model_sha256": state["loaded"].sha256,
         "data": state["data"].fingerprint(),
         "settings": cfg.settings(),
     }
-    if not cfg.out:
-        rows, gallery, extras = _run_grid(state, Journal(None, header, False), device, progress)
-        return build_report(state, rows, extras)
     out = Path(cfg.out)
     with OutputDir(out) as held:
         journal = Journal(out / JOURNAL, header, cfg.resume)

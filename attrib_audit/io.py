@@ -131,6 +131,8 @@ def _holder(lock: Path) -> dict | None:
         holder["since"] = float(holder.get("since", 0))
     except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError):
         return None
+    if not 0 < pid < 2**31:  # no process has that id (0 and negatives name process groups)
+        return None
     if host != socket.gethostname():
         return holder  # another machine's run on a shared folder: cannot check, so respect it
     try:

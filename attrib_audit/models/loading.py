@@ -137,7 +137,8 @@ def _with_weights(state: dict[str, Tensor], card: ModelCard, path: Path) -> nn.M
     if skeleton is not None:
         _check_fit(skeleton.state_dict(), state, spec, path)
     model = build_arch(spec, card.arch_kwargs, base=path.parent)
-    _check_fit(model.state_dict(), state, spec, path)
+    if skeleton is None:
+        _check_fit(model.state_dict(), state, spec, path)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

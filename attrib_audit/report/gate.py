@@ -149,31 +149,18 @@ def evidence_problems(report: dict[str, Any]) -> list[str]:
     summary = report.get("summary", {})
     if not summary:
         problems.append("the summary is empty")
-    missing = [f"{m}.{k}" for m, per in sorted(summary.items()) for k, v in per.items()]
-    missing = [name for name in missing if _value_at(summary, name) is None]
+    values = [(f"{m}.{k}", v) for m, per in sorted(summary.items()) for k, v in per.items()]
+    missing = [name for name, v in values if v is None]
     if missing:
         problems.append(f"no finite value for {', '.join(missing[:4])}")
-    for name, v in _values(report):
-        if not math.isfinite(v):
-            problems.append(f"{name} is not finite")
-            break
+    infinite = [name for name, v in values if v is not None and not math.isfinite(v)]
+    if infinite:
+        problems.append(f"summary {', '.join(infinite[:4])} is not finite")
     metrics = (report.get("config") or {}).get("metrics") or []
     bad = sum(1 for r in report.get("samples", []) for k in metrics if k in r and r[k] is None)
     if bad:
         problems.append(f"{bad} per-sample metric value(s) are missing (non-finite maps)")
     return problems
-
-
-def _value_at(summary: dict, name: str) -> Any:
-    method, metric = name.split(".", 1)
-    return summary[method][metric]
-
-
-def _values(report: dict[str, Any]):
-    for m, per in report.get("summary", {}).items():
-        for k, v in per.items():
-            if v is not None:
-                yield f"summary.{m}.{k}", float(v)
 
 
 def _baseline_checks(report: dict, baseline: dict, max_drop: float) -> list[dict[str, Any]]:
