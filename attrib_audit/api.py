@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import io
 from pathlib import Path
@@ -14,34 +15,39 @@ from torch import Tensor, nn
 from attrib_audit.errors import AttribAuditError
 from attrib_audit.models.loading import LoadedModel
 
+# what every audit passes to every method that takes it
+CONTEXT = ("seed", "explain", "max_batch", "generator")
+
 
 def method_kwargs(
     name: str, value_range: tuple[float, float] | None = None, **overrides: Any
 ) -> tuple[Any, dict[str, Any]]:
-    """The registered method ``name`` and its keyword arguments: registry defaults, then
-    ``value_range`` where the method takes one, then ``overrides`` (None values ignored)."""
+    """The registered method ``name`` and its keyword arguments: its settings (defaults, then
+    ``overrides``, checked by its settings class), ``value_range`` where the method takes one,
+    and the other ``overrides`` it takes (``explain``, ``seed``, ``max_batch``, a tensor
+    baseline ...). None values are ignored; a name the method does not take is an error."""
+    from attrib_audit.params import build
     from attrib_audit.registry import METHODS
 
     entry = METHODS.get(name)
-    kwargs = dict(entry.defaults)
-    params = inspect.signature(entry.obj).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    if value_range is not None and "value_range" in params:
+    given = {k: v for k, v in overrides.items() if v is not None}
+    names = {f.name for f in dataclasses.fields(entry.params)}
+    plain = {k: v for k, v in given.items() if k in names and not isinstance(v, Tensor)}
+    params = build(entry.params, plain, owner=name)
+    kwargs = {f: getattr(params, f) for f in names}
+    sig = inspect.signature(entry.obj).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.values())
+    if value_range is not None and "value_range" in sig:
         kwargs["value_range"] = tuple(value_range)
-    others = None
-    for key, value in overrides.items():
-        if value is None:
-            continue
-        if key in params or takes_any:
-            kwargs[key] = value
-            continue
-        if others is None:
-            others = {k for e in METHODS for k in inspect.signature(e.obj).parameters}
-        if key not in others:  # a typo, not a setting of another method (ig steps for sm)
-            valid = [k for k in params if k not in ("model", "x", "target")]
+    for key, value in given.items():
+        if key in plain or (key in CONTEXT and key not in sig and not takes_any):
+            continue  # a setting, or context this method does not use (sm has no seed)
+        if key not in sig and not takes_any:
+            valid = [k for k in sig if k not in ("model", "x", "target")]
             raise AttribAuditError(
                 f"method {name!r} has no setting {key!r}; its settings: {', '.join(valid)}"
             )
+        kwargs[key] = value
     return entry.obj, kwargs
 
 
@@ -101,18 +107,20 @@ def attribute_to_dir(
 
 
 def _attribute_files(model, data, out: Path, method, reduce, batch_size, params, device):
+    from attrib_audit.device import module_on
     from attrib_audit.io import atomic_write_bytes
     from attrib_audit.metrics import reduce_map
     from attrib_audit.render import heatmap_png
 
     rows: list[dict[str, Any]] = []
     index = 0
-    model.module.to(device)
+    module = module_on(model.module, device)  # a copy when it must move: the caller's stays put
+    on_device = dataclasses.replace(model, module=module)
     for x, y in data.batches(batch_size):
         x = x.to(device)
         with torch.no_grad():
-            pred = model.module(x).argmax(1)
-        maps = attribute(model, x, pred, method=method, params=params)
+            pred = module(x).argmax(1)
+        maps = attribute(on_device, x, pred, method=method, params=params)
         reduced = reduce_map(maps, reduce)
         for i in range(x.shape[0]):
             stem = f"{index:04d}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import sys
 import traceback
@@ -120,27 +119,26 @@ ExplainOpt = Annotated[
 ReduceOpt = Annotated[
     str, typer.Option("--reduce", help="Channel reduction of the maps: sum-abs, sum or l2.")
 ]
-IgStepsOpt = Annotated[int | None, typer.Option("--ig-steps", help="IG: points on the path.")]
-IgMethodOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--ig-method", help="IG quadrature: riemann_left/right/middle/trapezoid, gausslegendre."
-    ),
-]
-SgSamplesOpt = Annotated[
-    int | None, typer.Option("--sg-samples", help="SmoothGrad: noise samples.")
-]
-SgSigmaOpt = Annotated[
-    float | None,
-    typer.Option("--sg-sigma", help="SmoothGrad: noise std as a fraction of the value range."),
-]
-UgSamplesOpt = Annotated[
-    int | None, typer.Option("--ug-samples", help="UniformGrad: noise samples.")
-]
-UgRadiusOpt = Annotated[
-    float | None,
-    typer.Option("--ug-radius", help="UniformGrad: radius as a fraction of the value range."),
-]
+
+
+def _param_opt(kind: str) -> Any:
+    """``--method-param NAME.SETTING=VALUE`` (and the same for attacks and metrics)."""
+    example = {"method": "ig.steps=16", "attack": "ifia-topk.restarts=2", "metric": "ssim.window=5"}
+    return Annotated[
+        list[str] | None,
+        typer.Option(
+            f"--{kind}-param",
+            help=f"A {kind}'s setting as NAME.SETTING=VALUE, e.g. {example[kind]} (repeatable; "
+            f"`attrib-audit plugins` lists every {kind}'s settings).",
+        ),
+    ]
+
+
+MethodParamOpt = _param_opt("method")
+AttackParamOpt = _param_opt("attack")
+MetricParamOpt = _param_opt("metric")
+# config-file tables of entries' settings ([methods.ig]) and the option each one feeds
+_SETTING_TABLES = {"methods": "method_param", "attacks": "attack_param", "metrics": "metric_param"}
 
 
 def _load_config(ctx: typer.Context, _param, path: Path | None) -> Path | None:
@@ -162,12 +160,32 @@ def _load_config(ctx: typer.Context, _param, path: Path | None) -> Path | None:
     values = {k.replace("-", "_"): v for k, v in table.items()}
     if "trust_checkpoint" in values:  # a config may come from anyone; trust is typed
         _fail(f"config {path}: trust-checkpoint is refused in a config file; type it")
+    for section, option in _SETTING_TABLES.items():
+        if isinstance(values.get(section), dict) and option in names:
+            values.update(_setting_table(path, section, option, values.pop(section), names))
     unknown = sorted(set(values) - names)
     if unknown:
         valid = ", ".join(sorted(n.replace("_", "-") for n in names if n != "config"))
         _fail(f"config {path}: unknown option(s) {', '.join(unknown)}; valid: {valid}")
     ctx.default_map = {**(ctx.default_map or {}), **values}
     return path
+
+
+def _setting_table(path, section: str, option: str, table: dict, names: set[str]) -> dict:
+    """``[methods.ig] steps = 16``: the settings as ``--method-param`` items; on a command
+    that runs several, the tables also say which run (``--methods`` still wins)."""
+    items = []
+    for name, settings in table.items():
+        if not isinstance(settings, dict):
+            _fail(
+                f"config {path}: {section}.{name} must be a table of settings, e.g. "
+                f"[{section}.{name}] followed by setting = value lines"
+            )
+        items += [f"{name}.{key}={value!r}" for key, value in settings.items()]
+    found = {option: items}
+    if section in names:
+        found[section] = ",".join(table)
+    return found
 
 
 ConfigOpt = Annotated[
@@ -187,6 +205,11 @@ def _say(line: str) -> None:
     err.print(line, markup=False, highlight=False, soft_wrap=True, emoji=False)
 
 
+def _first_line_of(text: str) -> str:
+    text = text.strip()
+    return text.splitlines()[0] if text else "error"
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -195,6 +218,38 @@ def _first_line(exc: BaseException) -> str:
 def _fail(message: str, code: int = 2) -> None:
     _say(f"error: {message}")
     raise typer.Exit(code)
+
+
+# library field names whose flag is not --FIELD-NAME
+_FIELD_FLAGS = {
+    "epsilons": "--epsilon",
+    "formats": "--format",
+    "trust": "--trust-checkpoint",
+    "method_params": "--method-param",
+    "attack_params": "--attack-param",
+    "metric_params": "--metric-param",
+    "objective_params": "--param",
+}
+
+
+def _as_flags(exc: AttribAuditError) -> str:
+    """An error as the command line says it: the options it names become flags
+    (``method_params.ig.steps must be >= 1`` -> ``--method-param ig.steps must be >= 1``;
+    ``steps`` -> ``--steps``)."""
+    from attrib_audit.errors import SettingError
+
+    def flag_of(field: str) -> str:
+        return _FIELD_FLAGS.get(field, "--" + field.replace("_", "-"))
+
+    if not isinstance(exc, SettingError):
+        return exc.render(flag_of) if exc.refs else str(exc)
+    if exc.is_flag:
+        return f"{exc.field} {exc.render(flag_of)}"
+    head, _, rest = exc.field.partition(".")
+    if head == "objective_params":  # --param names the setting only
+        rest = rest.partition(".")[2]
+    detail = exc.render(flag_of)
+    return f"{flag_of(head)} {rest} {detail}" if rest else f"{flag_of(head)} {detail}"
 
 
 def run(fn: Callable[[], Any]) -> Any:
@@ -207,7 +262,7 @@ def run(fn: Callable[[], Any]) -> Any:
     except AttribAuditError as exc:
         if _state["debug"]:
             traceback.print_exc()
-        _fail(_first_line(exc))
+        _fail(_first_line_of(_as_flags(exc)))
     except KeyboardInterrupt:
         _say("interrupted")
         raise typer.Exit(130) from None
@@ -300,15 +355,9 @@ def inspect_model_command(
         )
         x = None
         if data is not None:
-            from attrib_audit.data import load_data
+            from attrib_audit.data import data_for
 
-            src = load_data(
-                data,
-                input_shape=loaded.card.input_shape,
-                value_range=loaded.card.value_range,
-                classes=loaded.card.classes,
-                samples=samples,
-            )
+            src = data_for(loaded.card, data, samples)
             x = next(src.batches(len(src)))[0]
         return inspect_model(loaded, beta=beta, x=x, device=dev)
 
@@ -384,42 +433,31 @@ def attribute(
     config: ConfigOpt = None,
     explain: ExplainOpt = "logit",
     reduce: ReduceOpt = "sum-abs",
-    ig_steps: IgStepsOpt = None,
-    ig_method: IgMethodOpt = None,
-    ig_baseline: Annotated[
-        str | None,
-        typer.Option("--ig-baseline", help="IG baseline: zeros, blur or uniform."),
-    ] = None,
-    sg_samples: SgSamplesOpt = None,
-    sg_sigma: SgSigmaOpt = None,
-    ug_samples: UgSamplesOpt = None,
-    ug_radius: UgRadiusOpt = None,
+    method_param: MethodParamOpt = None,
 ) -> None:
     """Attribution maps of a model for some inputs, as heatmap PNGs and .npy arrays."""
     from attrib_audit.api import attribute_to_dir
-    from attrib_audit.data import load_data
-
-    params = {
-        "ig": {"steps": ig_steps, "method": ig_method, "baseline": ig_baseline},
-        "sg": {"samples": sg_samples, "sigma": sg_sigma},
-        "ug": {"samples": ug_samples, "radius": ug_radius},
-    }.get(method, {})
+    from attrib_audit.data import data_for
 
     def go():
+        from attrib_audit.errors import SettingError
+        from attrib_audit.params import parse_assignments
+
+        given = parse_assignments(method_param, flag="--method-param")
+        for name in sorted(set(given) - {method}):
+            raise SettingError(
+                "--method-param",
+                f"sets {name!r}, but the maps are of --method {method}",
+                is_flag=True,
+            )
+        params = given.get(method, {})
         from attrib_audit.device import resolve_device
 
         dev = resolve_device(device)
         loaded = _load(
             model, arch, card, input_shape, value_range, mean, std, classes, trust_checkpoint
         )
-        source = inputs[0] if len(inputs) == 1 else inputs
-        data = load_data(
-            source,
-            input_shape=loaded.card.input_shape,
-            value_range=loaded.card.value_range,
-            classes=loaded.card.classes,
-            samples=samples,
-        )
+        data = data_for(loaded.card, inputs[0] if len(inputs) == 1 else inputs, samples)
         settings = {**params, "explain": explain, "max_batch": max_batch, "seed": seed}
         return attribute_to_dir(
             loaded,
@@ -562,7 +600,7 @@ def audit(
     metrics: Annotated[
         str | None, typer.Option("--metrics", help="Comma-separated metrics (default: all).")
     ] = None,
-    epsilon: Annotated[
+    epsilons: Annotated[
         str | None,
         typer.Option(
             "--epsilon",
@@ -576,24 +614,17 @@ def audit(
     step_size: Annotated[
         str | None, typer.Option("--step-size", help="Attack step (default 2.5*epsilon/steps).")
     ] = None,
-    restarts: Annotated[
-        int | None, typer.Option("--restarts", help="Extra random starts per attack.")
-    ] = None,
     k: Annotated[
         int | None,
         typer.Option(
-            "--k", help="k of the measured top-k intersection (default: an eighth of the pixels)."
+            "--k",
+            help="k of the measured top-k intersection, and of the top-k attacks unless "
+            "--attack-param sets theirs (default: an eighth of the pixels).",
         ),
     ] = None,
-    attack_k: Annotated[
-        int | None, typer.Option("--attack-k", help="k the top-k attack targets (default: --k).")
-    ] = None,
-    ig_steps: IgStepsOpt = None,
-    ig_method: IgMethodOpt = None,
-    sg_samples: SgSamplesOpt = None,
-    sg_sigma: SgSigmaOpt = None,
-    ug_samples: UgSamplesOpt = None,
-    ug_radius: UgRadiusOpt = None,
+    method_param: MethodParamOpt = None,
+    attack_param: AttackParamOpt = None,
+    metric_param: MetricParamOpt = None,
     reduce: ReduceOpt = "sum-abs",
     explain: ExplainOpt = "logit",
     beta: BetaOpt = 10.0,
@@ -630,9 +661,10 @@ def audit(
     ] = False,
 ) -> None:
     """Attack a model's attributions, measure how far they move, write reports, gate CI."""
-    from attrib_audit.audit import AuditConfig
-    from attrib_audit.audit import audit as run_audit
+    from attrib_audit.config import AuditConfig
     from attrib_audit.models.card import parse_floats
+    from attrib_audit.params import parse_assignments
+    from attrib_audit.pipeline import audit as run_audit
     from attrib_audit.report.console import summary_table
 
     def go(progress):
@@ -649,18 +681,13 @@ def audit(
             methods=_split(methods),
             attacks=_split(attacks),
             metrics=_split(metrics),
-            epsilons=list(parse_floats(epsilon, "--epsilon")) if epsilon else None,
+            method_params=parse_assignments(method_param, flag="--method-param"),
+            attack_params=parse_assignments(attack_param, flag="--attack-param"),
+            metric_params=parse_assignments(metric_param, flag="--metric-param"),
+            epsilons=list(parse_floats(epsilons, "--epsilon")) if epsilons else None,
             steps=steps,
             step_size=parse_floats(step_size, "--step-size")[0] if step_size else None,
-            restarts=restarts,
             k=k,
-            attack_k=attack_k,
-            ig_steps=ig_steps,
-            ig_method=ig_method,
-            sg_samples=sg_samples,
-            sg_sigma=sg_sigma,
-            ug_samples=ug_samples,
-            ug_radius=ug_radius,
             reduce=reduce,
             explain=explain,
             beta=beta,
@@ -901,26 +928,54 @@ def finetune(
 
 
 @app.command()
-def plugins() -> None:
+def plugins(
+    settings: Annotated[
+        bool,
+        typer.Option(
+            "--settings", help="Also list each entry's facts and settings, with defaults."
+        ),
+    ] = False,
+) -> None:
     """Every registered method, attack, metric, objective and loader, with its source."""
     from attrib_audit.registry import REGISTRIES
 
     table = Table(title="registered entries", title_justify="left")
     for col in ("kind", "name", "source", "version", "create_graph"):
         table.add_column(col, no_wrap=col in ("name", "source"))
-    failures = []
+    failures, listed = [], []
     for kind, registry in REGISTRIES.items():
         entries = run(lambda r=registry: list(r))
         for e in entries:
-            cg = ""
-            if kind == "method":
-                takes = "create_graph" in inspect.signature(e.obj).parameters
-                cg = "yes" if e.meta.get("create_graph", takes) else "no"
+            cg = ("yes" if e.facts.create_graph else "no") if kind == "method" else ""
             table.add_row(kind, escape(e.name), escape(e.source), escape(str(e.version)), cg)
+            listed.append((kind, e))
         failures.extend((kind, f) for f in registry.failures)
     out.print(table)
+    if settings:
+        for kind, e in listed:
+            _print_settings(kind, e)
+    else:
+        out.print("each entry's settings: attrib-audit plugins --settings", highlight=False)
     for kind, f in failures:
         _say(f"warning: {kind} plugin {f.name!r} from {f.source} failed to load: {f.error}")
+
+
+def _print_settings(kind: str, e) -> None:
+    """One entry's facts, then one line per setting: name = default (type) help."""
+    import dataclasses
+
+    from attrib_audit.params import describe
+    from attrib_audit.registry import SECTIONS
+
+    facts = dataclasses.asdict(e.facts) if e.facts is not None else {}
+    shown = ", ".join(f"{k}={v}" for k, v in facts.items() if v not in ("", ()))
+    out.print(f"\n{kind} {e.name}" + (f" ({shown})" if shown else ""), markup=False)
+    rows = describe(e.params)
+    flag = f"--{kind}-param {e.name}." if kind in SECTIONS else "--param "
+    for name, typ, default, about in rows:
+        out.print(f"  {flag}{name}={default!r}  ({typ})  {about}", markup=False, highlight=False)
+    if not rows:
+        out.print("  no settings", markup=False)
 
 
 def main() -> None:

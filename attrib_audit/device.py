@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from attrib_audit.errors import AttribAuditError
+from attrib_audit.errors import SettingError
 
 
 def resolve_device(spec: str = "auto") -> torch.device:
@@ -16,18 +16,29 @@ def resolve_device(spec: str = "auto") -> torch.device:
         return torch.device("cpu")
     if spec == "cuda" or spec.startswith("cuda:"):
         if not torch.cuda.is_available():
-            raise AttribAuditError(
-                f"--device {spec}: no CUDA device is available on this machine; "
-                "use --device cpu (or auto)"
+            raise SettingError(
+                "device", f"{spec}: no CUDA device is available on this machine; use cpu or auto"
             )
         try:
             device = torch.device(spec)
         except RuntimeError:
-            raise AttribAuditError(f"--device {spec!r} is not a valid device") from None
+            raise SettingError("device", f"{spec!r} is not a valid device") from None
         count = torch.cuda.device_count()
         if device.index is not None and device.index >= count:
-            raise AttribAuditError(
-                f"--device {spec}: this machine has {count} CUDA device(s) (0..{count - 1})"
+            raise SettingError(
+                "device", f"{spec}: this machine has {count} CUDA device(s) (0..{count - 1})"
             )
         return device
-    raise AttribAuditError(f"--device must be auto, cpu, cuda or cuda:N, got {spec!r}")
+    raise SettingError("device", f"must be auto, cpu, cuda or cuda:N, got {spec!r}")
+
+
+def module_on(module: torch.nn.Module, device) -> torch.nn.Module:
+    """``module`` on ``device``: itself when it is there already, else a copy (the caller's
+    module is not moved)."""
+    import copy
+
+    where = next(iter(module.parameters()), None)
+    where = where if where is not None else next(iter(module.buffers()), None)
+    if where is None or where.device == torch.device(device):
+        return module
+    return copy.deepcopy(module).to(device)

@@ -1,7 +1,9 @@
 """Papers' evaluation protocols, one word each (``--preset NAME``).
 
-Sizes (k, attack k) are the papers' for their image size (``pixels``); on images of another
-size they are scaled by the pixel ratio, so that the same fraction of the image is measured.
+Sizes (k, an attack's k) are the papers' for their image size (``pixels``); on images of
+another size they are scaled by the pixel ratio, so that the same fraction of the image is
+measured. ``method_params`` and ``attack_params`` are settings of registered entries, as on the
+command line (``--method-param ig.steps=50``).
 """
 
 from __future__ import annotations
@@ -14,12 +16,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "methods": ["ig"],
         "attacks": ["ifia-topk"],
         "epsilons": [0.3],
-        "attack_k": 200,
+        "attack_params": {"ifia-topk": {"k": 200}},
         "k": 100,
         "steps": 100,
         "step_size": 0.01,
-        "restarts": 0,
-        "ig_steps": 50,
+        "method_params": {"ig": {"steps": 50}},
         "pgd_steps": 100,
         "pgd_step_size": 0.01,
         "pixels": 28 * 28,
@@ -29,12 +30,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "methods": ["ig"],
         "attacks": ["ifia-topk"],
         "epsilons": [0.1],
-        "attack_k": 100,
+        "attack_params": {"ifia-topk": {"k": 100}},
         "k": 100,
         "steps": 100,
         "step_size": 0.01,
-        "restarts": 0,
-        "ig_steps": 50,
+        "method_params": {"ig": {"steps": 50}},
         "pgd_steps": 100,
         "pgd_step_size": 0.01,
         "pixels": 28 * 28,
@@ -44,12 +44,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "methods": ["ig"],
         "attacks": ["ifia-topk"],
         "epsilons": [8 / 255],
-        "attack_k": 100,
+        "attack_params": {"ifia-topk": {"k": 100}},
         "k": 100,
         "steps": 50,
         "step_size": 1 / 255,
-        "restarts": 0,
-        "ig_steps": 50,
+        "method_params": {"ig": {"steps": 50}},
         "pgd_steps": 40,
         "pgd_step_size": 2 / 255,
         "pixels": 32 * 32,
@@ -59,12 +58,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "methods": ["ig"],
         "attacks": ["ifia-topk"],
         "epsilons": [8 / 255],
-        "attack_k": 1000,
+        "attack_params": {"ifia-topk": {"k": 1000}},
         "k": 1000,
         "steps": 100,
         "step_size": 1 / 255,
-        "restarts": 0,
-        "ig_steps": 50,
+        "method_params": {"ig": {"steps": 50}},
         "pgd_steps": 40,
         "pgd_step_size": 2 / 255,
         "pixels": 128 * 128,
@@ -75,12 +73,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "methods": ["sm", "ig", "sg", "ug"],
         "attacks": ["ifia-topk", "manipulate"],
         "epsilons": [2 / 255, 4 / 255, 8 / 255, 16 / 255],
-        "attack_k": 20,
+        "attack_params": {"ifia-topk": {"k": 20}},
         "k": 20,
         "steps": 50,
         "step_size": None,
-        "restarts": 0,
-        "ig_steps": 50,
+        "method_params": {"ig": {"steps": 50}},
         "pgd_steps": 20,
         "pgd_step_size": 2 / 255,
         "pixels": 32 * 32,

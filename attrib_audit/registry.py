@@ -1,33 +1,96 @@
-"""One registry per kind of extension, filled by built-ins and by entry points.
+"""One registry per kind of extension: methods, attacks, metrics, objectives and loaders.
 
-Built-ins register through the same path as third-party plugins. Entry points of a group are
-loaded lazily, on the first lookup; a plugin that fails to import is recorded in
-``Registry.failures`` and reported by ``attrib-audit plugins`` instead of breaking every command.
+Every entry is declared once, where it is written, with its settings class and its facts::
+
+    @METHODS.declare("ig", params=IGParams, title="Integrated Gradients")
+    def integrated_gradients(model, x, target, *, steps=50, ...): ...
+
+Built-ins are found by importing their package (a new file is a new entry; nothing else is
+edited). Plugins declare their callables the same way and publish them as entry points of the
+kind's group (``attrib_audit.methods`` ...); they are loaded lazily, on the first lookup, and
+one that fails to import is recorded in ``Registry.failures`` and reported by
+``attrib-audit plugins`` instead of breaking every command.
+
+This module imports neither torch nor the entries' modules at import time.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import importlib
+import pkgutil
+import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
-from typing import Any
+from typing import Any, Literal
 
 from attrib_audit.errors import RegistryError
+from attrib_audit.params import NoParams, Params
 
 BUILTIN_SOURCE = "attrib-audit"
 
 
 @dataclass(frozen=True)
+class MethodFacts:
+    """``title``: the name shown in reports. ``create_graph``: the map can be differentiated
+    with respect to x (what the attacks need). ``stochastic``: the map depends on a seed
+    (noise); the audit gives clean and perturbed maps the same seed, and the contract checks
+    that two seeds differ."""
+
+    title: str = ""
+    create_graph: bool = True
+    stochastic: bool = False
+
+
+@dataclass(frozen=True)
+class AttackFacts:
+    """``keeps_prediction``: an attack on attributions (it returns x where no point keeping
+    the prediction was found); PGD, which changes predictions, is not one. ``iterative``: it
+    needs ``steps >= 1`` (zero steps would return x and prove nothing)."""
+
+    keeps_prediction: bool = True
+    iterative: bool = True
+
+
+@dataclass(frozen=True)
+class MetricFacts:
+    """``on``: which maps it compares, reduced (B, H, W) or raw (B, C, H, W).
+    ``higher_is_robust``: which way is better (the gate and the worst-case summary use it)."""
+
+    on: Literal["reduced", "raw"] = "reduced"
+    higher_is_robust: bool = True
+
+
+@dataclass(frozen=True)
+class ObjectiveFacts:
+    """No facts yet: an objective's settings say everything (``epsilon`` for the robust ones)."""
+
+
+@dataclass(frozen=True)
+class LoaderFacts:
+    """``suffixes``: file extensions this loader claims (a plugin's; built-in formats are
+    recognised by their content, not their name)."""
+
+    suffixes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Entry:
-    """A registered callable with its defaults and descriptive facts."""
+    """A registered callable with its settings class and its facts."""
 
     name: str
     obj: Any
     source: str = BUILTIN_SOURCE
     version: str = ""
-    defaults: dict[str, Any] = field(default_factory=dict)
-    meta: dict[str, Any] = field(default_factory=dict)
+    params: type[Params] = NoParams
+    facts: Any = None
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """The settings' defaults, as JSON values."""
+        return self.params().as_dict()
 
 
 @dataclass(frozen=True)
@@ -39,27 +102,50 @@ class Failure:
     error: str
 
 
-class Registry:
-    """Names to callables for one kind (methods, attacks, metrics, objectives, loaders)."""
+ENTRY_ATTRIBUTE = "__attrib_audit_entry__"
+_FACTS = {
+    "method": MethodFacts,
+    "attack": AttackFacts,
+    "metric": MetricFacts,
+    "objective": ObjectiveFacts,
+    "loader": LoaderFacts,
+}
 
-    def __init__(self, kind: str, group: str) -> None:
-        self.kind = kind
-        self.group = group
+
+class Registry:
+    """Names to callables for one kind. ``package``: where the built-ins are written (every
+    module of it is imported on the first lookup)."""
+
+    def __init__(
+        self, kind: str, group: str, facts: type | None = None, package: str | None = None
+    ) -> None:
+        self.kind, self.group, self.package = kind, group, package
+        self.facts_type = facts or _FACTS.get(kind, ObjectiveFacts)
         self._entries: dict[str, Entry] = {}
+        self._declared: dict[str, Entry] = {}
         self.failures: list[Failure] = []
         self._loaded = False
-        self._builtins: Callable[[], None] | None = None
 
-    def set_builtins(self, loader: Callable[[], None]) -> None:
-        """Register built-ins lazily (avoids import cycles between the registry and its kinds)."""
-        self._builtins = loader
+    def declare(
+        self, name: str, *, params: type[Params] = NoParams, **facts: Any
+    ) -> Callable[[Any], Any]:
+        """Decorator: ``obj`` is the entry ``name`` with settings ``params`` and ``facts``.
 
-    def reset(self) -> None:
-        """Forget every entry; the next lookup registers the built-ins and loads the entry
-        points again (after installing a plugin in a running process, for instance)."""
-        self._entries.clear()
-        self.failures.clear()
-        self._loaded = False
+        Declared in attrib-audit's own modules, it is a built-in; in a plugin, the entry point
+        naming ``obj`` registers it (under the entry point's name)."""
+        module = sys._getframe(1).f_globals.get("__name__", "")
+        entry = Entry(name, None, params=_checked_params(params), facts=self._facts(name, facts))
+
+        def decorate(obj: Any) -> Any:
+            declared = dataclasses.replace(entry, obj=obj)
+            setattr(obj, ENTRY_ATTRIBUTE, declared)
+            if module == "attrib_audit" or module.startswith("attrib_audit."):
+                if name in self._declared and self._declared[name].obj is not obj:
+                    raise RegistryError(f"built-in {self.kind} {name!r} is declared twice")
+                self._declared[name] = declared
+            return obj
+
+        return decorate
 
     def register(
         self,
@@ -68,35 +154,59 @@ class Registry:
         *,
         source: str = BUILTIN_SOURCE,
         version: str = "",
-        defaults: dict[str, Any] | None = None,
-        **meta: Any,
+        params: type[Params] | None = None,
+        **facts: Any,
     ) -> Any:
-        """Add ``obj`` under ``name``; a name claimed twice is an error naming both sources."""
+        """Add ``obj`` under ``name``; a name claimed twice is an error naming both sources.
+        ``obj`` declared with :meth:`declare` brings its settings and facts."""
         if name in self._entries:
             other = self._entries[name].source
             raise RegistryError(
                 f"{self.kind} name {name!r} is claimed twice: by {other} and by {source}; "
                 "uninstall one of the two packages or rename the entry point"
             )
+        declared = getattr(obj, ENTRY_ATTRIBUTE, None)
+        if isinstance(declared, Entry) and params is None and not facts:
+            params, fact_values = declared.params, declared.facts
+        else:
+            fact_values = self._facts(name, facts)
         if not version and source == BUILTIN_SOURCE:
             version = _version(BUILTIN_SOURCE)
-        self._entries[name] = Entry(name, obj, source, version, dict(defaults or {}), meta)
+        self._entries[name] = Entry(
+            name, obj, source, version, _checked_params(params or NoParams), fact_values
+        )
         return obj
+
+    def _facts(self, name: str, facts: dict[str, Any]) -> Any:
+        try:
+            return self.facts_type(**facts)
+        except TypeError:
+            valid = ", ".join(f.name for f in dataclasses.fields(self.facts_type)) or "none"
+            raise RegistryError(
+                f"{self.kind} {name!r}: unknown fact(s) {', '.join(sorted(facts))}; "
+                f"a {self.kind} has: {valid}"
+            ) from None
+
+    def reset(self) -> None:
+        """Forget every registered entry; the next lookup registers the built-ins and loads
+        the entry points again (after installing a plugin in a running process, for instance)."""
+        self._entries.clear()
+        self.failures.clear()
+        self._loaded = False
 
     def _ensure_loaded(self) -> None:
         if self._loaded:
             return
         self._loaded = True
-        if self._builtins is not None:
-            self._builtins()
+        if self.package is not None:
+            _import_all(self.package)
+            for name, entry in sorted(self._declared.items()):
+                self.register(name, entry.obj, version=entry.version)
         self.load_entry_points()
 
     def load_entry_points(self) -> None:
-        """Load every entry point of this registry's group.
-
-        An entry point may name a callable (registered under the entry point's name) or an
-        ``Entry`` (registered with its defaults and facts).
-        """
+        """Load every entry point of this registry's group: each names a declared callable
+        (or a plain one, which then has no settings)."""
         for ep in metadata.entry_points(group=self.group):
             dist = ep.dist.name if ep.dist is not None else ep.value.split(":")[0]
             version = ep.dist.version if ep.dist is not None else ""
@@ -105,17 +215,7 @@ class Registry:
             except Exception as exc:  # a broken plugin must not break every command
                 self.failures.append(Failure(ep.name, dist, f"{type(exc).__name__}: {exc}"))
                 continue
-            if isinstance(obj, Entry):
-                self.register(
-                    ep.name,
-                    obj.obj,
-                    source=dist,
-                    version=version,
-                    defaults=obj.defaults,
-                    **obj.meta,
-                )
-            else:
-                self.register(ep.name, obj, source=dist, version=version)
+            self.register(ep.name, obj, source=dist, version=version)
 
     def get(self, name: str) -> Entry:
         self._ensure_loaded()
@@ -147,6 +247,19 @@ class Registry:
         return len(self._entries)
 
 
+def _checked_params(params: type[Params]) -> type[Params]:
+    if not (isinstance(params, type) and issubclass(params, Params)):
+        raise RegistryError(f"settings must be a Params dataclass, got {params!r}")
+    return params
+
+
+def _import_all(name: str) -> None:
+    """Import ``name`` and, for a package, every module in it (their declarations run)."""
+    module = importlib.import_module(name)
+    for info in pkgutil.iter_modules(getattr(module, "__path__", [])):
+        importlib.import_module(f"{name}.{info.name}")
+
+
 def _version(dist: str) -> str:
     try:
         return metadata.version(dist)
@@ -154,47 +267,12 @@ def _version(dist: str) -> str:
         return ""
 
 
-METHODS = Registry("method", "attrib_audit.methods")
-ATTACKS = Registry("attack", "attrib_audit.attacks")
-METRICS = Registry("metric", "attrib_audit.metrics")
-OBJECTIVES = Registry("objective", "attrib_audit.objectives")
-LOADERS = Registry("loader", "attrib_audit.loaders")
+METHODS = Registry("method", "attrib_audit.methods", package="attrib_audit.attributions")
+ATTACKS = Registry("attack", "attrib_audit.attacks", package="attrib_audit.attacks")
+METRICS = Registry("metric", "attrib_audit.metrics", package="attrib_audit.metrics")
+OBJECTIVES = Registry("objective", "attrib_audit.objectives", package="attrib_audit.objectives")
+LOADERS = Registry("loader", "attrib_audit.loaders", package="attrib_audit.models.loading")
 
 REGISTRIES = {r.kind: r for r in (METHODS, ATTACKS, METRICS, OBJECTIVES, LOADERS)}
-
-
-def _register_builtin_methods() -> None:
-    from attrib_audit import attributions
-
-    attributions.register_builtins(METHODS)
-
-
-def _register_builtin_metrics() -> None:
-    from attrib_audit import metrics
-
-    metrics.register_builtins(METRICS)
-
-
-def _register_builtin_attacks() -> None:
-    from attrib_audit import attacks
-
-    attacks.register_builtins(ATTACKS)
-
-
-def _register_builtin_objectives() -> None:
-    from attrib_audit import objectives
-
-    objectives.register_builtins(OBJECTIVES)
-
-
-def _register_builtin_loaders() -> None:
-    from attrib_audit.models import loading
-
-    loading.register_builtins(LOADERS)
-
-
-METHODS.set_builtins(_register_builtin_methods)
-METRICS.set_builtins(_register_builtin_metrics)
-ATTACKS.set_builtins(_register_builtin_attacks)
-OBJECTIVES.set_builtins(_register_builtin_objectives)
-LOADERS.set_builtins(_register_builtin_loaders)
+# the config file's table and the command line's flag for each kind's settings
+SECTIONS = {"method": "methods", "attack": "attacks", "metric": "metrics"}

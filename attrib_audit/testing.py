@@ -6,7 +6,8 @@ theirs::
     from attrib_audit.testing import check_method
     check_method("vargrad")          # a registered name, or the callable itself
 
-Each check raises ``AssertionError`` naming the broken part of the contract (DESIGN section 3).
+Each check raises ``AssertionError`` naming the broken part of the contract
+(docs/CONTRIBUTING.md, "The contracts").
 """
 
 from __future__ import annotations
@@ -48,12 +49,32 @@ def _inputs(n: int = 3, channels: int = 3, seed: int = 1) -> Tensor:
 
 
 def _resolve(kind: str, entry: str | Callable) -> tuple[Callable, dict[str, Any], str]:
-    from attrib_audit.registry import REGISTRIES
+    """The callable, its facts and its name; for a declared entry, also check that its
+    settings class builds from its defaults and that every setting is a keyword the callable
+    takes (the audit passes settings by name)."""
+    import dataclasses
 
-    if isinstance(entry, str):
-        e = REGISTRIES[kind].get(entry)
-        return e.obj, dict(e.meta), entry
-    return entry, {}, getattr(entry, "__name__", repr(entry))
+    from attrib_audit.registry import ENTRY_ATTRIBUTE, REGISTRIES
+
+    e = REGISTRIES[kind].get(entry) if isinstance(entry, str) else None
+    e = e or getattr(entry, ENTRY_ATTRIBUTE, None)
+    if e is None:
+        return entry, {}, getattr(entry, "__name__", repr(entry))
+    name = e.name
+    settings = e.params()  # raises if a default is out of its own range
+    signature = inspect.signature(e.obj).parameters
+    for f in dataclasses.fields(settings):
+        assert _accepts(e.obj, f.name), (
+            f"{name}: setting {f.name!r} is not a keyword argument of the callable"
+        )
+        declared, p = getattr(settings, f.name), signature.get(f.name)
+        # None: filled from the audit's context (an attack's k is the audit's --k)
+        if declared is not None and p is not None and p.default is not p.empty:
+            assert p.default == declared, (
+                f"{name}: setting {f.name!r} defaults to {declared!r} in its settings class "
+                f"but to {p.default!r} in the callable's signature"
+            )
+    return e.obj, dataclasses.asdict(e.facts) if e.facts is not None else {}, name
 
 
 def _accepts(fn: Callable, name: str) -> bool:
@@ -104,6 +125,9 @@ def check_method(method: str | Callable, **params: Any) -> None:
     )
     b = _seeded_call(fn, model, x, target, **params)
     assert torch.equal(a, b), f"{name}: two calls with the same seed differ"
+    if meta.get("stochastic"):
+        c = _seeded_call(fn, model, x, target, seed=1, **params)
+        assert not torch.equal(a, c), f"{name}: declared stochastic, but two seeds agree"
     if meta.get("create_graph", _accepts(fn, "create_graph")):
         smooth = tiny_model(nn.Softplus)
         xg = x.clone().requires_grad_(True)

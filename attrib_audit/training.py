@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from attrib_audit.errors import AttribAuditError
+from attrib_audit.errors import AttribAuditError, SettingError
 from attrib_audit.models.card import LoadOptions
 
 STATE = "training-state.pt"
@@ -91,52 +91,20 @@ class FinetuneResult:
 
 
 def parse_params(items: list[str] | None) -> dict[str, Any]:
-    """``name=value`` items (``--param``): Python literals (numbers, booleans, strings,
-    lists); a value that is no literal is kept as a string. Types are checked against the
-    objective's defaults by :func:`check_params`."""
-    import ast
+    """``name=value`` items (``--param``) as text; the objective's settings class converts
+    and checks them (:func:`_objective`)."""
+    from attrib_audit.params import text
 
     params: dict[str, Any] = {}
     for item in items or []:
-        name, sep, text = item.partition("=")
+        name, sep, value = item.partition("=")
         name = name.strip()
         if not sep or not name.isidentifier():
-            raise AttribAuditError(f"--param {item!r}: use name=value, e.g. --param lam=0.5")
-        try:
-            params[name] = ast.literal_eval(text.strip())
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            params[name] = text.strip()
+            raise SettingError(
+                "--param", f"{item!r}: use name=value, e.g. --param lam=0.5", is_flag=True
+            )
+        params[name] = text(value.strip())
     return params
-
-
-def check_params(objective: str, params: dict[str, Any], defaults: dict[str, Any]) -> dict:
-    """``params`` with each value of its default's type (an int where a float is expected
-    becomes a float); a value of another type, or a non-finite number, is one clear error."""
-    checked = {}
-    for name, value in params.items():
-        default = defaults.get(name)
-        ok = True
-        if isinstance(default, bool) or isinstance(value, bool):
-            ok = isinstance(value, bool) and (default is None or isinstance(default, bool))
-        elif isinstance(default, (int, float)) or isinstance(value, (int, float)):
-            ok = isinstance(value, (int, float)) and math.isfinite(value)
-            if ok and isinstance(default, int) and not isinstance(value, int):
-                ok = float(value).is_integer()
-                value = int(value) if ok else value
-            elif ok and isinstance(default, float):
-                value = float(value)
-            ok = ok and (default is None or isinstance(default, (int, float)))
-        elif default is not None:
-            ok = isinstance(value, type(default)) or (
-                isinstance(default, (list, tuple)) and isinstance(value, (list, tuple))
-            )
-        if not ok:
-            want = "a value" if default is None else f"a {type(default).__name__} like {default!r}"
-            raise AttribAuditError(
-                f"--param {name}={value!r:.40}: objective {objective!r} expects {want}"
-            )
-        checked[name] = value
-    return checked
 
 
 def _dist() -> tuple[int, int, int]:
@@ -146,21 +114,15 @@ def _dist() -> tuple[int, int, int]:
 
 
 def _objective(cfg: FinetuneConfig, value_range):
+    """The objective, its keyword arguments (its checked settings and the value range), and
+    whether it takes a generator and an attack model."""
+    from attrib_audit.params import build
     from attrib_audit.registry import OBJECTIVES
 
     entry = OBJECTIVES.get(cfg.objective)
+    params = build(entry.params, cfg.params, owner=f"objective_params.{cfg.objective}")
     sig = inspect.signature(entry.obj).parameters
-    internal = {"generator", "attack_model", "x_adv", "value_range"}
-    valid = [n for n in sig if n not in ("model", "x", "y") and n not in internal]
-    unknown = sorted(set(cfg.params) - set(valid))
-    if unknown:
-        raise AttribAuditError(
-            f"objective {cfg.objective!r} has no parameter {', '.join(unknown)}; its "
-            f"parameters: {', '.join(valid) or 'none'}"
-        )
-    defaults = {n: p.default for n, p in sig.items() if p.default is not inspect.Parameter.empty}
-    given = check_params(cfg.objective, cfg.params, {**defaults, **entry.defaults})
-    fixed = {**entry.defaults, **given}
+    fixed = {f: getattr(params, f) for f in params.as_dict()}
     if "value_range" in sig:
         fixed["value_range"] = tuple(value_range)
     return entry.obj, fixed, "generator" in sig, "attack_model" in sig
@@ -178,7 +140,7 @@ def _optimizer(cfg: FinetuneConfig, params) -> torch.optim.Optimizer:
         return torch.optim.SGD(
             params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
         )
-    raise AttribAuditError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}")
+    raise SettingError("optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
 
 
 def _schedule(cfg: FinetuneConfig, total: int) -> Callable[[int], float]:
@@ -188,12 +150,12 @@ def _schedule(cfg: FinetuneConfig, total: int) -> Callable[[int], float]:
         return lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / max(1, total)))
     if cfg.schedule == "step":  # x0.1 at 50% and 75% of the run
         return lambda step: 0.1 ** ((step >= total // 2) + (step >= 3 * total // 4))
-    raise AttribAuditError(f"--schedule must be one of {', '.join(SCHEDULES)}")
+    raise SettingError("schedule", f"must be one of {', '.join(SCHEDULES)}")
 
 
 def _resume(path: Path, run: dict[str, str], trainee: nn.Module, opt, sched, device) -> int:
     """Load the training state at ``path`` into the run; the step to continue from."""
-    again = "rerun without --resume to start over"
+    again = "rerun without {resume} to start over"
     try:
         state = torch.load(path, map_location=device, weights_only=True)
         saved = state["fingerprint"]
@@ -201,23 +163,30 @@ def _resume(path: Path, run: dict[str, str], trainee: nn.Module, opt, sched, dev
         parts = state["model"], state["optimizer"], state["scheduler"]
     except Exception:
         raise AttribAuditError(
-            f"cannot resume: {path} is damaged or not a training state of attrib-audit; {again}"
+            f"cannot resume: {path} is damaged or not a training state of attrib-audit; {again}",
+            refs=("resume",),
         ) from None
     if not isinstance(saved, dict) or set(saved) != set(run):
-        raise AttribAuditError(f"cannot resume: {path} was written by another version; {again}")
+        raise AttribAuditError(
+            f"cannot resume: {path} was written by another version; {again}", refs=("resume",)
+        )
     for key, what in (
         ("model_sha256", "the checkpoint changed"),
         ("data", "the training data changed"),
         ("settings", "the settings changed"),
     ):
         if saved[key] != run[key]:
-            raise AttribAuditError(f"cannot resume: {what} since {path} was written; {again}")
+            raise AttribAuditError(
+                f"cannot resume: {what} since {path} was written; {again}", refs=("resume",)
+            )
     try:
         trainee.load_state_dict(parts[0])
         opt.load_state_dict(parts[1])
         sched.load_state_dict(parts[2])
     except (RuntimeError, ValueError, KeyError, TypeError):
-        raise AttribAuditError(f"cannot resume: {path} does not fit this model; {again}") from None
+        raise AttribAuditError(
+            f"cannot resume: {path} does not fit this model; {again}", refs=("resume",)
+        ) from None
     return step
 
 
@@ -252,7 +221,7 @@ def finetune(
     with DistributedDataParallel (NCCL on GPUs, gloo on CPUs); rank 0 writes."""
     import torch.distributed as tdist
 
-    from attrib_audit.data import load_data
+    from attrib_audit.data import data_for
     from attrib_audit.device import resolve_device
     from attrib_audit.io import OutputDir
     from attrib_audit.models import load_model, smooth_surrogate
@@ -265,34 +234,27 @@ def finetune(
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", local_rank)
     if cfg.steps is not None and cfg.steps < 1 or cfg.epochs is not None and cfg.epochs < 1:
-        raise AttribAuditError("--steps and --epochs must be >= 1")
+        raise AttribAuditError("{steps} and {epochs} must be >= 1", refs=("steps", "epochs"))
     if cfg.batch_size < world:
-        raise AttribAuditError(
-            f"--batch-size {cfg.batch_size} is smaller than the {world} processes"
-        )
+        raise SettingError("batch_size", f"{cfg.batch_size} is smaller than the {world} processes")
     src = Path(cfg.model)
     out = Path(cfg.out)
     loaded = load_model(src, **cfg.load_options())
     ckpt = out / f"model{SUFFIX[loaded.format]}"
     if ckpt.resolve() == src.resolve():
-        raise AttribAuditError(
-            f"--out {out} would overwrite the input checkpoint; choose another folder"
+        raise SettingError(
+            "out", f"{out} would overwrite the input checkpoint; choose another folder"
         )
     card = loaded.card
     bundled = bundled_data(src)
     source = cfg.data or (bundled[0] if bundled else None)
     if source is None:
-        raise AttribAuditError(
-            "pass --data with the training data (a folder, .npz/.pt, or "
-            "a built-in such as fashion-mnist:train)"
+        raise SettingError(
+            "data",
+            "is needed: the training data (a folder, .npz/.pt, or a built-in such as "
+            "fashion-mnist:train)",
         )
-    data = load_data(
-        source,
-        input_shape=card.input_shape,
-        value_range=card.value_range,
-        classes=card.classes,
-        samples=cfg.samples,
-    )
+    data = data_for(card, source, cfg.samples)
     if not data.labelled:
         raise AttribAuditError(f"{source} has unlabelled samples; fine-tuning needs labels")
     fn, fixed, wants_gen, wants_attacker = _objective(cfg, card.value_range)
@@ -350,7 +312,8 @@ def finetune(
             if not torch.isfinite(loss.total):
                 raise AttribAuditError(
                     f"the loss is {loss.total.item()} at step {step}; lower "
-                    "--lr or the objective's weights"
+                    "{lr} or the objective's weights",
+                    refs=("lr",),
                 )
             opt.zero_grad(set_to_none=True)
             loss.total.backward()
@@ -392,8 +355,8 @@ def _before_after(
     """Audit the input and the fine-tuned model with the same settings (at the objective's
     epsilon unless a preset says otherwise); write ``comparison.json`` (both summaries and
     the change)."""
-    from attrib_audit.audit import AuditConfig, audit
     from attrib_audit.io import atomic_write_text
+    from attrib_audit.pipeline import AuditConfig, audit
 
     common = {
         **cfg.load_options(),

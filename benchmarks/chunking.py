@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from attrib_audit.attributions.integrated_gradients import integrated_gradients
+from attrib_audit.attributions.integrated import integrated_gradients
 from attrib_audit.data import load_data
 from attrib_audit.models import load_model
 from attrib_audit.models.bundled import sample_model

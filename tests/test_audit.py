@@ -5,8 +5,8 @@ import xml.etree.ElementTree as ET
 import jsonschema
 import pytest
 
-from attrib_audit.audit import JOURNAL, AuditConfig, audit
 from attrib_audit.models import sample_model
+from attrib_audit.pipeline import JOURNAL, AuditConfig, audit
 from attrib_audit.report import SCHEMA
 
 DIGITS = str(sample_model("digits-cnn", "pt"))
@@ -16,7 +16,7 @@ QUICK = {
     "samples": 24,
     "batch_size": 10,
     "steps": 4,
-    "ig_steps": 4,
+    "method_params": {"ig": {"steps": 4}},
     "epsilons": [2 / 255, 8 / 255],
 }
 
@@ -89,7 +89,7 @@ def test_html_has_every_section_and_escapes_user_strings(tmp_path):
 
 
 def test_resume_after_an_interruption_gives_the_same_report(tmp_path, monkeypatch):
-    audit_module = importlib.import_module("attrib_audit.audit")  # the function shadows it
+    audit_module = importlib.import_module("attrib_audit.pipeline")
 
     cfg = {**QUICK, "samples": 20}
     whole = audit(AuditConfig(**cfg, out=str(tmp_path / "a")))
@@ -139,9 +139,96 @@ def test_onnx_model_is_rechecked_on_onnxruntime(tmp_path):
 
 def test_preset_scales_k_to_the_image(tmp_path):
     report = audit(
-        AuditConfig(model=DIGITS, preset="mnist", samples=4, steps=2, ig_steps=4, out=None)
+        AuditConfig(
+            model=DIGITS,
+            preset="mnist",
+            samples=4,
+            steps=2,
+            method_params={"ig": {"steps": 4}},
+            out=None,
+        )
     )
     cfg = report["config"]
-    assert cfg["epsilons"] == [0.3] and cfg["methods"] == ["ig"]
-    assert cfg["attack_k"] == 16 and cfg["k"] == 8  # 200 and 100 of 784 pixels, on 64
+    assert cfg["epsilons"] == [0.3] and list(cfg["methods"]) == ["ig"]
+    # 200 and 100 of 784 pixels, on 64
+    assert cfg["attacks"]["ifia-topk"]["k"] == 16 and cfg["k"] == 8
     assert cfg["steps"] == 2  # a flag wins over the preset
+    assert cfg["methods"]["ig"]["steps"] == 4  # and a setting does too
+
+
+def test_settings_of_entries_reach_the_attack_and_the_report(monkeypatch):
+    import dataclasses
+
+    from attrib_audit.registry import ATTACKS
+
+    seen = []
+    entry = ATTACKS.get("ifia-topk")
+
+    def spy(*a, **k):
+        seen.append((k["k"], k["restarts"]))
+        return entry.obj(*a, **k)
+
+    monkeypatch.setitem(ATTACKS._entries, "ifia-topk", dataclasses.replace(entry, obj=spy))
+    report = audit(
+        AuditConfig(
+            **{**QUICK, "samples": 6, "epsilons": [8 / 255], "method_params": {}},
+            methods=["sm"],
+            attacks=["ifia-topk"],
+            attack_params={"ifia-topk": {"k": 5, "restarts": 1}},
+            out=None,
+        )
+    )
+    assert seen and set(seen) == {(5, 1)}
+    assert report["config"]["attacks"] == {"ifia-topk": {"k": 5, "restarts": 1}}
+    assert report["config"]["methods"] == {"sm": {}}
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"method_params": {"ig": {"stepz": 3}}}, r"method_params.ig.stepz is not a setting"),
+        ({"method_params": {"ig": {"steps": 0}}}, r"method_params.ig.steps must be >= 1"),
+        ({"method_params": {"ig": {"method": "simpson"}}}, r"must be one of riemann_left"),
+        ({"method_params": {"sg": {"samples": 3}}}, r"sets method 'sg', which the audit does"),
+        ({"attack_params": {"ifia-topk": {"k": 64}}}, r"attack_params.ifia-topk.k 64 must be"),
+        ({"metric_params": {"kendall": {"k": 3}}}, r"metric_params.kendall.k is not a setting"),
+    ],
+)
+def test_bad_settings_are_refused_before_any_attack(settings, message, monkeypatch):
+    from attrib_audit.errors import SettingError
+
+    audit_module = importlib.import_module("attrib_audit.pipeline")
+    monkeypatch.setattr(audit_module, "run_grid", lambda *a, **k: pytest.fail("it ran"))
+    with pytest.raises(SettingError, match=message):
+        audit(AuditConfig(**{**QUICK, **settings}, out=None))
+
+
+def test_resume_refuses_a_changed_setting_of_an_entry(tmp_path):
+    from attrib_audit.errors import AttribAuditError
+
+    def interrupt(done, total, label):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        audit(AuditConfig(**QUICK, out=str(tmp_path)), progress=interrupt)
+    changed = {**QUICK, "method_params": {"ig": {"steps": 5}}}
+    with pytest.raises(AttribAuditError, match=r"settings changed \(methods.ig.steps 4 -> 5\)"):
+        audit(AuditConfig(**changed, out=str(tmp_path), resume=True))
+
+
+def test_the_callers_config_and_model_are_left_alone():
+    import copy
+
+    from attrib_audit.models import load_model
+
+    cfg = AuditConfig(**{**QUICK, "samples": 4, "epsilons": [8 / 255]}, out=None)
+    before = copy.deepcopy(cfg)
+    audit(cfg)
+    assert cfg == before
+    loaded = load_model(DIGITS)
+    from attrib_audit.device import module_on
+
+    assert module_on(loaded.module, "cpu") is loaded.module
+    moved = module_on(loaded.module, "meta")
+    assert moved is not loaded.module
+    assert next(loaded.module.parameters()).device.type == "cpu"

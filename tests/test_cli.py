@@ -48,12 +48,11 @@ def test_attribute_writes_png_and_npy(tmp_path, method):
             method,
             "--out",
             str(out),
-            "--sg-samples",
-            "4",
-            "--ug-samples",
-            "4",
-            "--ig-steps",
-            "8",
+            *{
+                "sg": ["--method-param", "sg.samples=4"],
+                "ug": ["--method-param", "ug.samples=4"],
+                "ig": ["--method-param", "ig.steps=8"],
+            }.get(method, []),
         ],
     )
     assert result.exit_code == 0, result.output
@@ -125,9 +124,13 @@ def test_api_attribute_rejects_a_misspelt_setting(digits_model):
     x = torch.zeros(1, 1, 8, 8)
     with pytest.raises(ValueError, match="method 'ig' has no setting 'stesp'"):
         attribute(digits_model, x, method="ig", stesp=4)
-    # a setting of another method is ignored, so one set of options serves every method
-    sm = attribute(digits_model, x, method="sm", steps=4)
-    assert sm.shape == x.shape
+    # a setting of another method is refused too (it would be ignored); context every method
+    # may take (seed, explain, max_batch) is passed only where it is taken
+    with pytest.raises(ValueError, match="method 'sm' has no setting 'steps'"):
+        attribute(digits_model, x, method="sm", steps=4)
+    assert attribute(digits_model, x, method="sm", seed=3).shape == x.shape
+    with pytest.raises(ValueError, match="ig.steps must be >= 1"):
+        attribute(digits_model, x, method="ig", steps=0)
 
 
 def test_config_file_sets_options_and_flags_win(tmp_path):
@@ -200,8 +203,8 @@ AUDIT_QUICK = [
     "12",
     "--steps",
     "3",
-    "--ig-steps",
-    "4",
+    "--method-param",
+    "ig.steps=4",
     "--epsilon",
     "2/255,8/255",
 ]
@@ -256,7 +259,7 @@ def test_gate_and_compare_commands(tmp_path):
 
 
 def test_interrupted_audit_exits_130(tmp_path, monkeypatch):
-    audit_module = importlib.import_module("attrib_audit.audit")  # the function shadows it
+    audit_module = importlib.import_module("attrib_audit.pipeline")
 
     def boom(*a, **k):
         raise KeyboardInterrupt

@@ -73,7 +73,18 @@ def test_the_default_audit_runs_end_to_end(tmp_path):
     out = tmp_path / "r"
     # the no-argument audit, reduced (fewer samples and steps) to keep the suite fast
     result = CliRunner().invoke(
-        app, ["audit", "--samples", "8", "--steps", "2", "--ig-steps", "4", "--out", str(out)]
+        app,
+        [
+            "audit",
+            "--samples",
+            "8",
+            "--steps",
+            "2",
+            "--method-param",
+            "ig.steps=4",
+            "--out",
+            str(out),
+        ],
     )
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
@@ -97,7 +108,8 @@ def _ifia_topk(name, tmp_path, samples, steps, ig_steps):
 
     out = tmp_path / name
     args = ["audit", str(sample_model(name)), "--preset", "fashion-mnist", "--out", str(out)]
-    args += ["--samples", str(samples), "--steps", str(steps), "--ig-steps", str(ig_steps)]
+    args += ["--samples", str(samples), "--steps", str(steps)]
+    args += ["--method-param", f"ig.steps={ig_steps}"]
     result = CliRunner().invoke(app, args + ["--format", "json"])
     assert result.exit_code == 0, result.output
     (row,) = json.loads((out / "report.json").read_text())["results"]

@@ -41,3 +41,45 @@ def test_the_wheel_ships_the_sample_models_and_templates(tmp_path):
         "attrib_audit/py.typed",
     ):
         assert needed in names
+
+
+def test_the_command_line_starts_without_torch():
+    """``attrib-audit --help`` imports neither torch nor onnx nor matplotlib (they take
+    seconds); commands import them when they run."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from attrib_audit.cli import app\n"
+        "assert CliRunner().invoke(app, ['--help']).exit_code == 0\n"
+        "assert CliRunner().invoke(app, ['audit', '--help']).exit_code == 0\n"
+        "heavy = sorted({'torch', 'onnx', 'matplotlib', 'numpy'} & set(sys.modules))\n"
+        "print(','.join(heavy))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == ""
+
+
+def test_no_module_is_shadowed_by_a_function():
+    """``attrib_audit.x.y`` is always the module y (a package re-exporting a function of the
+    same name would hide it from ``import attrib_audit.x.y as m`` and monkeypatch)."""
+    import importlib
+    import pkgutil
+    import types
+
+    import attrib_audit
+
+    def walk(pkg):
+        for info in pkgutil.iter_modules(pkg.__path__):
+            if info.name == "__main__":
+                continue
+            module = importlib.import_module(f"{pkg.__name__}.{info.name}")
+            assert isinstance(getattr(pkg, info.name), types.ModuleType), module.__name__
+            if info.ispkg:
+                walk(module)
+
+    walk(attrib_audit)
+    assert callable(attrib_audit.audit) and attrib_audit.pipeline.audit is attrib_audit.audit

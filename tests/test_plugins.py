@@ -33,14 +33,14 @@ def plugins_installed(tmp_path, monkeypatch):
         monkeypatch,
         "attrib-audit-vargrad",
         ROOT / "plugins" / "attrib-audit-vargrad",
-        "[attrib_audit.methods]\nvargrad = attrib_audit_vargrad:ENTRY\n",
+        "[attrib_audit.methods]\nvargrad = attrib_audit_vargrad:vargrad\n",
     )
     _install(
         tmp_path / "b",
         monkeypatch,
         "attrib-audit-ssim",
         ROOT / "plugins" / "attrib-audit-ssim",
-        "[attrib_audit.metrics]\nssim = attrib_audit_ssim:ENTRY\n",
+        "[attrib_audit.metrics]\nssim = attrib_audit_ssim:ssim\n",
     )
     for r in REGISTRIES.values():
         r.reset()
@@ -57,6 +57,11 @@ def test_plugins_list_with_source_and_version(plugins_installed):
     vargrad = next(line for line in lines if " vargrad " in line)
     assert "attrib-audit-vargrad" in vargrad and "0.1.0" in vargrad and "yes" in vargrad
     assert any(" ssim " in line and "attrib-audit-ssim" in line for line in lines)
+    result = runner.invoke(app, ["plugins", "--settings"])
+    assert result.exit_code == 0, result.output
+    assert "method vargrad (title=VarGrad, create_graph=True, stochastic=True)" in result.stdout
+    assert "--method-param vargrad.samples=20  (int)  noise samples" in result.stdout
+    assert "--metric-param ssim.window=7  (int)" in result.stdout
 
 
 def test_plugins_run_in_an_audit_by_name(plugins_installed, tmp_path):
@@ -136,6 +141,47 @@ def test_a_plugin_claiming_a_taken_name_is_an_error_naming_both(tmp_path, monkey
             r.reset()
 
 
+def test_plugin_settings_are_reachable_from_the_command_line_and_the_config(
+    plugins_installed, tmp_path
+):
+    common = ["audit", "--samples", "6", "--steps", "2", "--epsilon", "8/255", "--format", "json"]
+    common += ["--attacks", "ifia-topk", "--metrics", "topk_intersection,ssim"]
+    result = runner.invoke(
+        app,
+        [
+            *common,
+            "--methods",
+            "vargrad",
+            "--method-param",
+            "vargrad.samples=3",
+            "--method-param",
+            "vargrad.sigma=0.05",
+            "--metric-param",
+            "ssim.window=5",
+            "--out",
+            str(tmp_path / "flags"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "flags" / "report.json").read_text())["config"]
+    assert config["methods"] == {"vargrad": {"samples": 3, "sigma": 0.05}}
+    assert config["metrics"]["ssim"] == {"window": 5, "sigma": 1.5}
+
+    toml = tmp_path / "audit.toml"
+    toml.write_text("[methods.vargrad]\nsamples = 2\n\n[metrics.ssim]\nwindow = 3\n")
+    result = runner.invoke(app, [*common, "--config", str(toml), "--out", str(tmp_path / "t")])
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "t" / "report.json").read_text())["config"]
+    assert config["methods"] == {"vargrad": {"samples": 2, "sigma": 0.15}}
+    assert config["metrics"] == {"topk_intersection": {}, "ssim": {"window": 3, "sigma": 1.5}}
+
+    result = runner.invoke(
+        app, [*common, "--methods", "vargrad", "--method-param", "vargrad.samples=0"]
+    )
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "error: --method-param vargrad.samples must be >= 1, got 0"
+
+
 @pytest.mark.parametrize("name", ["attrib-audit-vargrad", "attrib-audit-ssim"])
 def test_each_example_plugin_passes_its_own_tests(name):
     import os
@@ -163,21 +209,21 @@ def test_a_loader_plugin_claims_its_suffix(tmp_path, monkeypatch):
     pkg = tmp_path / "src"
     pkg.mkdir()
     (pkg / "tinyjson_loader.py").write_text(
-        "import json\nimport torch\nfrom attrib_audit.registry import Entry\n"
+        "import json\nimport torch\nfrom attrib_audit.registry import LOADERS\n"
+        "@LOADERS.declare('tinyjson', suffixes=('.tinyjson',))\n"
         "def load(path, card, *, trust=False):\n"
         "    w = torch.tensor(json.loads(path.read_text()))\n"
         "    m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(w.shape[1], w.shape[0],"
         " bias=False))\n"
         "    m[1].weight.data = w\n"
         "    return m\n"
-        "ENTRY = Entry('tinyjson', load, meta={'suffixes': ('.tinyjson',)})\n"
     )
     _install(
         tmp_path / "dist",
         monkeypatch,
         "attrib-audit-tinyjson",
         pkg,
-        "[attrib_audit.loaders]\ntinyjson = tinyjson_loader:ENTRY\n",
+        "[attrib_audit.loaders]\ntinyjson = tinyjson_loader:load\n",
     )
     for r in REGISTRIES.values():
         r.reset()

@@ -93,7 +93,7 @@ def test_bad_options_are_clear_errors(tmp_path):
     result = runner.invoke(
         app, ["finetune", DIGITS, "--param", "lamda=2", "--steps", "1", "--out", str(tmp_path)]
     )
-    assert result.exit_code == 2 and "no parameter lamda" in result.stderr
+    assert result.exit_code == 2 and "--param lamda is not a setting of ig-norm" in result.stderr
     result = runner.invoke(
         app, ["finetune", DIGITS, "--objective", "igg", "--steps", "1", "--out", str(tmp_path)]
     )

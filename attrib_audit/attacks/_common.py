@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
-from attrib_audit.errors import AttribAuditError
-from attrib_audit.metrics.center_of_mass import center_of_mass
+from attrib_audit.errors import AttribAuditError, SettingError
+from attrib_audit.metrics.location import center_of_mass
 from attrib_audit.metrics.reduce import reduce_map
 from attrib_audit.metrics.topk import topk_mask
 
@@ -72,9 +73,74 @@ def check_args(x: Tensor, epsilon: float, steps: int, step_size: float) -> None:
     if x.dim() != 4:
         raise ValueError(f"x must have shape (B, C, H, W), got {tuple(x.shape)}")
     if epsilon < 0:
-        raise AttribAuditError(f"epsilon must be >= 0, got {epsilon}")
-    if steps < 0 or step_size < 0:
-        raise AttribAuditError("steps and step_size must be >= 0")
+        raise SettingError("epsilon", f"must be >= 0, got {epsilon}")
+    if steps < 0:
+        raise SettingError("steps", f"must be >= 0, got {steps}")
+    if step_size < 0:
+        raise SettingError("step_size", f"must be >= 0, got {step_size}")
+
+
+def signed_steps(
+    loss: Callable[[Tensor], Tensor],
+    x: Tensor,
+    *,
+    epsilon: float,
+    steps: int,
+    step_size: float,
+    value_range,
+    restarts: int = 0,
+    random_start: bool = False,
+    generator: torch.Generator | None = None,
+    score: Callable[[Tensor], Tensor] | None = None,
+    best_score: Tensor | None = None,
+    keep: Literal["step", "restart"] = "step",
+    before_step: Callable[[int], None] | None = None,
+) -> Tensor:
+    """Maximise ``loss(x')`` (per sample, (B,)) by signed steps of ``step_size``, each
+    projected to the epsilon ball around x and the value range: the loop of every attack and
+    of every robust objective's inner maximisation.
+
+    Restart 0 starts at x (at a uniform point of the ball with ``random_start``), later ones
+    at a uniform point. Without ``score`` the last iterate is returned. With it, per sample,
+    the iterate of highest ``score`` (``-inf`` where it is not admissible, a changed prediction
+    say) that beats ``best_score`` (the score of x; computed when not given) is kept, checked
+    after every step (``keep="step"``) or at the end of each restart (``"restart"``); x itself
+    when none does. ``before_step(t)`` runs before step t of each restart (an annealing).
+
+    Shape:
+        x: (B, C, H, W)
+        returns: (B, C, H, W), detached
+    """
+    x = x.detach()
+    best = x.clone()
+    if epsilon == 0 or (steps == 0 and score is not None and keep == "step"):
+        return best
+    if score is not None and best_score is None:
+        best_score = score(x)
+
+    def take(x_adv: Tensor) -> None:
+        nonlocal best, best_score
+        s = score(x_adv)
+        better = s > best_score
+        best = torch.where(better[:, None, None, None], x_adv, best)
+        best_score = torch.where(better, s, best_score)
+
+    x_adv = x
+    for r in range(restarts + 1):
+        start = r > 0 or random_start
+        x_adv = uniform_in_ball(x, epsilon, value_range, generator) if start else x.clone()
+        for t in range(steps):
+            if before_step is not None:
+                before_step(t)
+            x_adv.requires_grad_(True)
+            with torch.enable_grad():
+                (grad,) = torch.autograd.grad(loss(x_adv).sum(), x_adv)
+            x_adv = project(x_adv.detach() + step_size * grad.sign(), x, epsilon, value_range)
+            if score is not None and keep == "step":
+                take(x_adv)
+        if score is not None and keep == "restart":
+            take(x_adv)
+    return best if score is not None else x_adv.detach()
 
 
 class Goal:

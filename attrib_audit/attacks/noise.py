@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -14,8 +15,16 @@ from attrib_audit.attacks._common import (
     preserved,
     uniform_in_ball,
 )
+from attrib_audit.params import Params, setting
+from attrib_audit.registry import ATTACKS
 
 
+@dataclass(frozen=True)
+class RandomParams(Params):
+    restarts: int = setting(0, "more draws for samples whose prediction changed", min=0)
+
+
+@ATTACKS.declare("random", params=RandomParams, iterative=False)
 def random_noise(
     model: nn.Module,
     surrogate: nn.Module,

@@ -106,33 +106,30 @@ def make_generator(x: Tensor, seed: int | None, generator: torch.Generator | Non
     return g
 
 
-def folded_mean_gradient(
+def folded_gradients(
     model: nn.Module,
-    x: Tensor,
+    points: Tensor,
     target: Tensor,
-    noise: Tensor,
     *,
-    explain: str,
-    create_graph: bool,
-    max_batch: int | None,
+    explain: str = "logit",
+    create_graph: bool = False,
+    max_batch: int | None = None,
 ) -> Tensor:
-    """Mean over samples of the gradient at ``x + noise``, samples folded into the batch.
+    """:func:`gradients` at n points per sample, the n folded into the batch dimension (IG's
+    path, the noise tunnel's draws).
 
     Shape:
-        x: (B, ...)
-        noise: (n, B, ...)
-        returns: (B, ...)
+        points: (n, B, ...)
+        target: (B,)
+        returns: (n, B, ...)
     """
-    n = noise.shape[0]
-    if noise.shape[1:] != x.shape:
-        raise ValueError(f"noise must have shape (n, *x.shape), got {tuple(noise.shape)}")
-    points = (x.unsqueeze(0) + noise).reshape(n * x.shape[0], *x.shape[1:])
+    n, b = points.shape[:2]
     grads = gradients(
         model,
-        points,
+        points.reshape(n * b, *points.shape[2:]),
         target.repeat(n),
         explain=explain,
         create_graph=create_graph,
         max_batch=max_batch,
     )
-    return grads.reshape(n, *x.shape).mean(0)
+    return grads.reshape(points.shape)

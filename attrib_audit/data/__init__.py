@@ -9,6 +9,7 @@ from attrib_audit.data.sources import (
     Data,
     FileData,
     TensorData,
+    data_for,
     load_data,
     read_idx,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "FileData",
     "TensorData",
     "image_to_tensor",
+    "data_for",
     "load_data",
     "read_idx",
     "to_card",

@@ -75,7 +75,8 @@ def to_card(
             if xmin < lo - tol or xmax > hi + tol:
                 raise AttribAuditError(
                     f"{origin}: values lie in [{xmin:.3g}, {xmax:.3g}], outside the model's "
-                    f"value range [{lo:g}, {hi:g}]; rescale the data or pass --value-range"
+                    f"value range [{lo:g}, {hi:g}]; rescale the data or pass {{value_range}}",
+                    refs=("value_range",),
                 )
     if x.shape[-2:] != (h, w):
         x = F.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False)

@@ -21,7 +21,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from attrib_audit.data.convert import IMAGE_SUFFIXES, image_to_tensor, to_card
-from attrib_audit.errors import AttribAuditError
+from attrib_audit.errors import AttribAuditError, SettingError
 
 FASHION_MNIST_DIR = Path(
     os.environ.get("ATTRIB_AUDIT_FASHION_MNIST", "/usr/share/datasets/fashion-mnist")
@@ -339,7 +339,7 @@ def load_data(
             f"data needs an image input shape (C, H, W), the card says {list(input_shape)}"
         )
     if samples is not None and samples < 1:
-        raise AttribAuditError(f"--samples must be >= 1, got {samples}")
+        raise SettingError("samples", f"must be >= 1, got {samples}")
     if not isinstance(source, str):
         files = [Path(s) for s in source]
         for f in files:
@@ -395,4 +395,16 @@ def _take(data: Data, samples: int | None) -> Data:
         data.value_range,
         data.source,
         data.classes,
+    )
+
+
+def data_for(card, source: str | Sequence[str], samples: int | None = None) -> Data:
+    """:func:`load_data` for a model with this card (its input shape, value range and class
+    names)."""
+    return load_data(
+        source,
+        input_shape=card.input_shape,
+        value_range=card.value_range,
+        classes=card.classes,
+        samples=samples,
     )

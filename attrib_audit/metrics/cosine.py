@@ -6,8 +6,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from attrib_audit.metrics.reduce import flat
+from attrib_audit.registry import METRICS
 
 
+@METRICS.declare("cosine_distance", on="raw", higher_is_robust=False)
 def cosine_distance(a: Tensor, b: Tensor) -> Tensor:
     """``1 - cos(a, b)`` per sample over all entries: 0 for the same direction, 2 for opposite.
 

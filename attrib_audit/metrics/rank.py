@@ -8,6 +8,7 @@ from scipy import stats
 from torch import Tensor
 
 from attrib_audit.metrics.reduce import flat
+from attrib_audit.registry import METRICS
 
 # Above this many pixels the O(N^2) pairwise Kendall gives way to scipy's O(N log N) per sample.
 PAIRWISE_LIMIT = 16384
@@ -32,6 +33,7 @@ def average_ranks(a: Tensor) -> Tensor:
     return (below + upto + 1).to(torch.float64) / 2
 
 
+@METRICS.declare("spearman")
 def spearman(a: Tensor, b: Tensor) -> Tensor:
     """Spearman's rho per sample: Pearson correlation of average ranks.
 
@@ -70,6 +72,7 @@ def _kendall_pairwise(fa: Tensor, fb: Tensor) -> Tensor:
     return (s / 2) / torch.sqrt((n0 - _tied_pairs(fa)) * (n0 - _tied_pairs(fb)))
 
 
+@METRICS.declare("kendall")
 def kendall(a: Tensor, b: Tensor) -> Tensor:
     """Kendall's tau-b per sample, over all pixels.
 

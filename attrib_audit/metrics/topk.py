@@ -7,6 +7,7 @@ from torch import Tensor
 
 from attrib_audit.errors import AttribAuditError
 from attrib_audit.metrics.reduce import flat
+from attrib_audit.registry import METRICS
 
 
 def topk_mask(a: Tensor, k: int) -> Tensor:
@@ -20,6 +21,7 @@ def topk_mask(a: Tensor, k: int) -> Tensor:
     return torch.zeros_like(a, dtype=torch.bool).scatter_(1, idx, True)
 
 
+@METRICS.declare("topk_intersection")
 def topk_intersection(a: Tensor, b: Tensor, *, k: int = 100) -> Tensor:
     """``|topk(a) & topk(b)| / k`` per sample; 1 means the top-k pixels are unchanged.
 

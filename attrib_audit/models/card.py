@@ -1,4 +1,5 @@
-"""The model card: the facts about a model that its weights do not say (DESIGN section 5)."""
+"""The model card: the facts about a model that its weights do not say (README.md, "Models
+and model cards")."""
 
 from __future__ import annotations
 

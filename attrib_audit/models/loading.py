@@ -18,6 +18,7 @@ from attrib_audit.errors import AttribAuditError, UntrustedCodeError
 from attrib_audit.models import onnx_graph
 from attrib_audit.models.arch import build_arch, check_card_arch
 from attrib_audit.models.card import ModelCard
+from attrib_audit.registry import LOADERS
 
 FORMATS = ("state_dict", "safetensors", "torchscript", "onnx", "pickle")
 # Values per input image (C*H*W) past which a card is refused: 3 x 4096 x 4096 fits; a card
@@ -187,6 +188,7 @@ def _torch_load_error(path: Path, exc: Exception) -> AttribAuditError:
     return AttribAuditError(f"cannot read {path} as a torch checkpoint: {why}")
 
 
+@LOADERS.declare("state_dict")
 def load_state_dict_file(path: Path, card: ModelCard, *, trust: bool = False) -> nn.Module:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -206,6 +208,7 @@ def load_state_dict_file(path: Path, card: ModelCard, *, trust: bool = False) ->
     return _with_weights(_unwrap_state_dict(obj, path), card, path)
 
 
+@LOADERS.declare("pickle")
 def load_pickle(path: Path, card: ModelCard, *, trust: bool = False) -> nn.Module:
     if not trust:
         raise AttribAuditError(
@@ -221,6 +224,7 @@ def load_pickle(path: Path, card: ModelCard, *, trust: bool = False) -> nn.Modul
     return _with_weights(_unwrap_state_dict(obj, path), card, path)
 
 
+@LOADERS.declare("safetensors")
 def load_safetensors(path: Path, card: ModelCard, *, trust: bool = False) -> nn.Module:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -232,6 +236,7 @@ def load_safetensors(path: Path, card: ModelCard, *, trust: bool = False) -> nn.
     return _with_weights(_unwrap_state_dict(state, path), card, path)
 
 
+@LOADERS.declare("torchscript")
 def load_torchscript(path: Path, card: ModelCard, *, trust: bool = False) -> nn.Module:
     try:
         return torch.jit.load(str(path), map_location="cpu")
@@ -240,16 +245,7 @@ def load_torchscript(path: Path, card: ModelCard, *, trust: bool = False) -> nn.
         raise AttribAuditError(f"cannot load {path} as TorchScript: {first}") from None
 
 
-def register_builtins(registry) -> None:
-    """Loaders map a format name to ``load(path, card, *, trust) -> nn.Module``; ``suffixes``
-    lets a plugin loader claim files by extension."""
-    registry.register("state_dict", load_state_dict_file, suffixes=(".pt", ".pth", ".bin"))
-    registry.register("safetensors", load_safetensors, suffixes=(".safetensors",))
-    registry.register("torchscript", load_torchscript, suffixes=(".pt", ".ts", ".jit"))
-    registry.register("onnx", load_onnx, suffixes=(".onnx",))
-    registry.register("pickle", load_pickle, suffixes=(".pt", ".pth", ".pkl"))
-
-
+@LOADERS.declare("onnx")
 def load_onnx(path: Path, card: ModelCard, *, trust: bool = False) -> nn.Module:
     """The graph converted to a torch module. :func:`load_model` goes through
     :func:`_load_onnx` instead, which also keeps the onnxruntime session and the card."""
@@ -299,7 +295,6 @@ def load_model(
         AttribAuditError: a missing file, an unreadable checkpoint, or a fact the card lacks
             (naming the flag that gives it).
     """
-    from attrib_audit.registry import LOADERS
 
     path = Path(path)
     if not path.is_file():
@@ -380,6 +375,6 @@ def _format_for(path: Path, loaders) -> str:
     builtin = detect_format(path)
     suffix = path.suffix.lower()
     for entry in loaders:  # a plugin loader claims its own suffixes
-        if entry.source != "attrib-audit" and suffix in entry.meta.get("suffixes", ()):
+        if suffix in entry.facts.suffixes:
             return entry.name
     return builtin

@@ -1,5 +1,5 @@
 """What the training objectives share: the loss value with named terms, IG of the loss along a
-path, and projected gradient ascent for inner maximisations."""
+path, the inner maximisation, and the settings of the adversary."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attrib_audit.attacks._common import project, uniform_in_ball
+from attrib_audit.attacks._common import signed_steps
 from attrib_audit.attributions import integrated_gradients
+from attrib_audit.params import Params, setting
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,23 @@ class Loss:
     def __post_init__(self) -> None:
         if self.total.dim() != 0:
             raise ValueError(f"a loss must be a scalar, got shape {tuple(self.total.shape)}")
+
+
+@dataclass(frozen=True)
+class AdversaryParams(Params):
+    """The inner maximisation of a robust objective (defaults: the Fashion-MNIST protocol of
+    RAR/CACR, eps 0.1, 20 steps of 0.01)."""
+
+    epsilon: float = setting(0.1, "radius of the L-inf ball the adversary searches", min=0)
+    steps: int = setting(20, "signed steps of the adversary", min=0)
+    step_size: float = setting(0.01, "size of each step", min=0)
+
+
+@dataclass(frozen=True)
+class IGAdversaryParams(AdversaryParams):
+    """An adversary that maximises an IG term (RAR, CACR): IG's segments in its steps."""
+
+    m_attack: int = setting(10, "IG segments in the attack step", min=1)
 
 
 def loss_of(**terms: Tensor) -> Loss:
@@ -60,30 +78,6 @@ def l1(t: Tensor) -> Tensor:
     return t.abs().flatten(1).sum(1)
 
 
-def ascend(
-    objective: Callable[[Tensor], Tensor],
-    x: Tensor,
-    *,
-    epsilon: float,
-    steps: int,
-    step_size: float,
-    value_range: tuple[float, float],
-    generator: torch.Generator | None = None,
-    random_start: bool = True,
-) -> Tensor:
-    """Maximise ``objective(x')`` (per-sample values, (B,)) over the epsilon ball by signed
-    steps from a random start; returns x' detached. The inner maximisation of every robust
-    objective."""
-    x = x.detach()
-    x_adv = uniform_in_ball(x, epsilon, value_range, generator) if random_start else x.clone()
-    for _ in range(steps):
-        x_adv.requires_grad_(True)
-        with torch.enable_grad():
-            (grad,) = torch.autograd.grad(objective(x_adv).sum(), x_adv)
-        x_adv = project(x_adv.detach() + step_size * grad.sign(), x, epsilon, value_range)
-    return x_adv.detach()
-
-
 def inner_max(
     attacker: nn.Module,
     objective: Callable[[nn.Module, Tensor], Tensor],
@@ -95,10 +89,11 @@ def inner_max(
     value_range: tuple[float, float],
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """``argmax_{x' in N(x, eps)} objective(attacker, x')`` by :func:`ascend`, with the
+    """``argmax_{x' in N(x, eps)} objective(attacker, x')`` by signed steps from a random
+    start (:func:`~attrib_audit.attacks._common.signed_steps`, the attacks' loop), with the
     attacker's parameters frozen meanwhile (no parameter graph is built)."""
     with frozen(attacker):
-        return ascend(
+        return signed_steps(
             lambda z: objective(attacker, z),
             x,
             epsilon=epsilon,
@@ -106,6 +101,7 @@ def inner_max(
             step_size=step_size,
             value_range=value_range,
             generator=generator,
+            random_start=True,
         )
 
 

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attrib_audit.objectives._common import Loss, ce, inner_max, loss_of
+from attrib_audit.objectives._common import AdversaryParams, Loss, ce, inner_max, loss_of
+from attrib_audit.params import Params, setting
+from attrib_audit.registry import OBJECTIVES
 
 
+@dataclass(frozen=True)
+class InputGradParams(Params):
+    lam: float = setting(1.0, "weight of the input-gradient penalty", min=0)
+    q: float = setting(2.0, "the penalty's norm exponent", above=0)
+
+
+@OBJECTIVES.declare("natural")
 def natural(model: nn.Module, x: Tensor, y: Tensor) -> Loss:
     """Cross-entropy."""
     return loss_of(ce=ce(model, x, y))
@@ -38,6 +49,7 @@ def madry_point(
     )
 
 
+@OBJECTIVES.declare("madry", params=AdversaryParams)
 def madry(
     model: nn.Module,
     x: Tensor,
@@ -70,6 +82,7 @@ def madry(
     return loss_of(ce_adv=ce(model, x_adv, y))
 
 
+@OBJECTIVES.declare("input-grad", params=InputGradParams)
 def input_grad(model: nn.Module, x: Tensor, y: Tensor, *, lam: float = 1.0, q: float = 2.0) -> Loss:
     """``CE + lambda ||grad_x CE||_q^q`` (Drucker & LeCun; RAR Prop. 2, where lambda is
     lambda' / eps^q). The penalty is per sample, averaged over the batch."""

@@ -1,16 +1,21 @@
-"""The JSON report (schema_version 1, DESIGN section 9) from the audit's rows."""
+"""The JSON report (schema_version 1; README.md, "The report") from the audit's plan and grid."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from attrib_audit.metrics.aggregate import auc_log2, summarize
 
+if TYPE_CHECKING:
+    from attrib_audit.plan import Grid, Plan
+
 SCHEMA_VERSION = 1
+# config fields the report shows as the entries with their settings (``Plan.entries_config``)
+_ENTRY_FIELDS = {"method_params", "attack_params", "metric_params"}
 
 
 def _key(row: dict) -> tuple:
@@ -74,7 +79,7 @@ def summary_table(results: list[dict], metrics: list[str]) -> dict[str, dict[str
         at = [r for r in mine if r["epsilon"] == eps]
         out[method] = {}
         for name in metrics:
-            higher = METRICS.get(name).meta.get("higher_is_robust", True)
+            higher = METRICS.get(name).facts.higher_is_robust
             vals = [r["metrics"][name]["mean"] for r in at]
             vals = [v for v in vals if v is not None and not np.isnan(v)]
             out[method][name] = _clean((min if higher else max)(vals)) if vals else None
@@ -97,14 +102,24 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
-def build_report(state: dict, rows: list[dict], extras: dict) -> dict[str, Any]:
+def report_config(plan: Plan) -> dict[str, Any]:
+    """The resolved config: what the results depend on (:meth:`Plan.settings`, each kind's
+    entries as name -> settings, ``"methods": {"ig": {"steps": 16, ...}}``), then where they
+    were written."""
+    settings = plan.settings()
+    return {
+        f.name: settings[f.name] if f.name in settings else getattr(plan.config, f.name)
+        for f in dataclasses.fields(plan.config)
+        if f.name not in _ENTRY_FIELDS and f.name != "resume"
+    }
+
+
+def build_report(plan: Plan, grid: Grid) -> dict[str, Any]:
     from attrib_audit import __version__
     from attrib_audit.report.gate import evaluate_gate, evidence_problems
 
-    cfg, loaded, surrogate = state["cfg"], state["loaded"], state["surrogate"]
-    results = aggregate(rows, cfg.metrics, cfg.seed)
-    agreement, cosine = extras["agreement"]
-    checked, disagreements = extras["onnx"]
+    cfg, loaded = plan.config, plan.loaded
+    results = aggregate(grid.rows, cfg.metrics, cfg.seed)
     model: dict[str, Any] = {
         "path": str(loaded.path),
         "format": loaded.format,
@@ -112,19 +127,18 @@ def build_report(state: dict, rows: list[dict], extras: dict) -> dict[str, Any]:
         "card": loaded.card.to_dict(),
         "surrogate": {
             "beta": cfg.beta,
-            "prediction_agreement": agreement,
-            "map_cosine": cosine,
-            "unreplaced": list(surrogate.unreplaced),
+            "prediction_agreement": grid.prediction_agreement,
+            "map_cosine": grid.map_cosine,
+            "unreplaced": list(plan.surrogate.unreplaced),
         },
     }
     if loaded.onnx_session is not None:
         model["onnx"] = {
             "conversion_max_abs_error": loaded.conversion_error,
-            "rechecked": checked,
-            "disagreements": disagreements,
+            "rechecked": grid.onnx_checked,
+            "disagreements": grid.onnx_disagreements,
         }
-    config = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("resume",)}
-    n, n_correct = extras["n_samples"], extras["n_correct"]
+    n, n_correct = grid.n_samples, grid.n_correct
     report: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "attrib-audit", "version": __version__},
@@ -133,22 +147,22 @@ def build_report(state: dict, rows: list[dict], extras: dict) -> dict[str, Any]:
             "source": cfg.data,
             "n_samples": n,
             "n_correct": n_correct,
-            "n_nonfinite_logits": extras["n_nonfinite_logits"],
+            "n_nonfinite_logits": grid.n_nonfinite_logits,
             "clean_accuracy": n_correct / n if n else None,
         },
-        "config": config,
+        "config": report_config(plan),
         "results": results,
         "summary": summary_table(results, cfg.metrics) if results else {},
     }
     if len(set(cfg.epsilons)) >= 2:
         report["auc"] = auc_table(results, cfg.metrics)
-    if extras["adv_accuracy"] is not None:
-        report["adversarial_accuracy"] = {repr(e): v for e, v in extras["adv_accuracy"].items()}
+    if grid.adv_accuracy is not None:
+        report["adversarial_accuracy"] = {repr(e): v for e, v in grid.adv_accuracy.items()}
     report = _json_safe(report)
-    report["samples"] = _json_safe(rows)
+    report["samples"] = _json_safe(grid.rows)
     problems = evidence_problems(report)
     report["evidence"] = {"conclusive": not problems, "problems": problems}
-    gate = evaluate_gate(report, cfg.require, baseline=state["baseline"], max_drop=cfg.max_drop)
+    gate = evaluate_gate(report, cfg.require, baseline=plan.baseline, max_drop=cfg.max_drop)
     samples = report.pop("samples")  # samples stay last in the file
     report["gate"] = gate
     report["samples"] = samples

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from attrib_audit.errors import AttribAuditError
+from attrib_audit.errors import AttribAuditError, SettingError
 
 OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
 _EXPR = re.compile(
@@ -28,9 +28,10 @@ GLOBAL = ("clean_accuracy", "adversarial_accuracy")
 def parse_expr(expr: str) -> tuple[str | None, str, str, float]:
     m = _EXPR.match(expr)
     if not m:
-        raise AttribAuditError(
-            f"malformed --require expression {expr!r}; use [method.]metric OP number with OP "
-            "one of >=, <=, >, <, e.g. 'topk_intersection>=0.5' or 'ig.kendall>=0.3'"
+        raise SettingError(
+            "require",
+            f"expression {expr!r} is malformed; use [method.]metric OP number with OP "
+            "one of >=, <=, >, <, e.g. 'topk_intersection>=0.5' or 'ig.kendall>=0.3'",
         )
     return m["method"], m["metric"], m["op"], float(m["value"])
 
@@ -48,7 +49,8 @@ def _check(report: dict, expr: str) -> dict[str, Any]:
             adv = report.get("adversarial_accuracy")
             if not adv:
                 raise AttribAuditError(
-                    f"{expr!r} needs adversarial accuracy; audit with --adv-accuracy"
+                    f"{expr!r} needs adversarial accuracy; audit with {{adv_accuracy}}",
+                    refs=("adv_accuracy",),
                 )
             vals = list(adv.values())
             value = None if any(v is None for v in vals) else min(vals)
@@ -182,11 +184,7 @@ def _baseline_checks(report: dict, baseline: dict, max_drop: float) -> list[dict
                         }
                     )
                 continue
-            higher = (
-                METRICS.get(metric).meta.get("higher_is_robust", True)
-                if metric in METRICS
-                else True
-            )
+            higher = METRICS.get(metric).facts.higher_is_robust if metric in METRICS else True
             drop = (a - b) if higher else (b - a)
             checks.append(
                 {
@@ -227,7 +225,9 @@ def evaluate_gate(
         old = baseline if isinstance(baseline, dict) else load_report(baseline, what="baseline")
         checks += _baseline_checks(report, old, 0.0 if max_drop is None else max_drop)
     elif max_drop is not None:
-        raise AttribAuditError("--max-drop needs --baseline OLD.json")
+        raise SettingError(
+            "max_drop", "needs a baseline report to compare with: {baseline}", refs=("baseline",)
+        )
     problems = evidence_problems(report)
     if checks and problems:
         checks.append(

@@ -99,7 +99,7 @@ def distributions_uri(report: dict, metrics: list[str]) -> str | None:
 
 
 def gallery_items(report: dict, gallery: dict[str, list[dict]]) -> list[dict[str, Any]]:
-    from attrib_audit.audit import decode_array
+    from attrib_audit.arrays import decode_array
 
     vr = report["model"]["card"]["value_range"]
     classes = report["model"]["card"].get("classes") or []

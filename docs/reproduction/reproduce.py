@@ -26,9 +26,9 @@ from pathlib import Path
 import torch
 
 from attrib_audit.attacks import pgd
-from attrib_audit.audit import JOURNAL
 from attrib_audit.data import load_data
 from attrib_audit.errors import AttribAuditError
+from attrib_audit.journal import JOURNAL
 from attrib_audit.models import load_model
 from attrib_audit.models.bundled import sample_model
 from attrib_audit.presets import PRESETS

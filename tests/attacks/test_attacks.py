@@ -27,7 +27,7 @@ def test_ifia_topk_beats_random_noise_on_the_digits_model(digits, method):
     eps, k = 0.1, 8
     clean = reduce_map(method(model, x, pred))
     common = {"epsilon": eps, "steps": 10, "step_size": eps / 4, "seed": 0}
-    attacked = ifia_topk(model, surrogate, x, pred, method, attack_k=k, **common)
+    attacked = ifia_topk(model, surrogate, x, pred, method, k=k, **common)
     noisy = random_noise(model, surrogate, x, pred, method, **common)
     ti_attack = topk_intersection(clean, reduce_map(method(model, attacked, pred)), k=k)
     ti_random = topk_intersection(clean, reduce_map(method(model, noisy, pred)), k=k)
@@ -65,7 +65,7 @@ def test_the_prediction_check_uses_the_model_not_the_surrogate(digits):
     with torch.no_grad():
         assert (liar(x).argmax(1) != model(x).argmax(1)).float().mean() > 0.5  # they disagree
     x_adv = ifia_topk(
-        model, liar, x, pred, saliency, epsilon=0.2, steps=8, step_size=0.05, attack_k=8, seed=0
+        model, liar, x, pred, saliency, epsilon=0.2, steps=8, step_size=0.05, k=8, seed=0
     )
     attacked = (x_adv != x).flatten(1).any(1)
     assert attacked.float().mean() > 0.5
@@ -94,7 +94,7 @@ def test_manipulate_moves_the_map_towards_its_target(digits):
 @pytest.mark.parametrize(
     "attack,kw",
     [
-        (ifia_topk, {"attack_k": 6}),
+        (ifia_topk, {"k": 6}),
         (ifia_mass_center, {}),
         (manipulate, {"target_map": "fixed"}),
     ],

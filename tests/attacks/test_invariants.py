@@ -31,8 +31,8 @@ def _run(name, model, surrogate, x, pred, *, epsilon=EPS, seed=0, restarts=1):
         "seed": seed,
         "value_range": VR,
     }
-    if entry.meta.get("uses_k"):
-        kwargs["attack_k"] = 8
+    if "k" in entry.defaults:  # the top-k attacks' own k
+        kwargs["k"] = 8
     return entry.obj(model, surrogate, x, pred, saliency, epsilon=epsilon, **kwargs)
 
 
@@ -55,7 +55,7 @@ def test_epsilon_zero_returns_x(setup, name):
 
 
 @pytest.mark.parametrize(
-    "name", [n for n in ATTACKS.names() if ATTACKS.get(n).meta.get("keeps_prediction")]
+    "name", [n for n in ATTACKS.names() if ATTACKS.get(n).facts.keeps_prediction]
 )
 def test_prediction_kept_for_every_attacked_sample(setup, name):
     model, surrogate, x, pred = setup

@@ -80,7 +80,7 @@ def test_baseline_drop(tmp_path):
 
 
 def test_max_drop_needs_a_baseline():
-    with pytest.raises(AttribAuditError, match="--max-drop needs --baseline"):
+    with pytest.raises(AttribAuditError, match="max_drop needs a baseline report to compare"):
         evaluate_gate(REPORT, [], max_drop=0.1)
 
 

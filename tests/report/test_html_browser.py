@@ -6,7 +6,7 @@ import shutil
 import pytest
 from PIL import Image
 
-from attrib_audit.audit import AuditConfig, audit
+from attrib_audit.pipeline import AuditConfig, audit
 
 CHROMIUM = shutil.which("chromium")
 DRIVER = shutil.which("chromedriver")
@@ -26,7 +26,7 @@ def test_report_renders_in_headless_chromium(tmp_path, monkeypatch):
         AuditConfig(
             samples=12,
             steps=3,
-            ig_steps=4,
+            method_params={"ig": {"steps": 4}},
             epsilons=[2 / 255, 8 / 255],
             out=str(tmp_path),
             formats=["html"],

@@ -12,8 +12,10 @@ from hypothesis import strategies as st
 from attrib_audit.errors import AttribAuditError
 from attrib_audit.models.arch import is_known, parse_arch
 from attrib_audit.models.card import ModelCard, parse_floats, parse_ints, tomllib
+from attrib_audit.params import build, parse_assignments
+from attrib_audit.registry import ATTACKS, METHODS, OBJECTIVES
 from attrib_audit.report.gate import evaluate_gate, load_report, parse_expr
-from attrib_audit.training import check_params, parse_params
+from attrib_audit.training import parse_params
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # text that looks like what people type: digits, separators, operators, names, odd characters
@@ -120,16 +122,38 @@ def test_card_toml_text(text):
     assert card is None or isinstance(card, ModelCard)
 
 
+# every settings class there is, with its fields' types and ranges
+SETTINGS = sorted(
+    {e.params for r in (METHODS, ATTACKS, OBJECTIVES) for e in r}, key=lambda c: c.__name__
+)
+
+
 @FUZZ
-@given(st.lists(TEXT, max_size=3), st.sampled_from([0.5, 3, True, "zeros", None, (1, 2)]))
-def test_param_values(items, default):
+@given(st.lists(TEXT, max_size=3), st.sampled_from(SETTINGS))
+def test_param_values(items, cls):
+    import dataclasses
+    import typing
+
     params = _either(parse_params, items)
     if params is None:
         return
-    defaults = dict.fromkeys(params, default)
-    checked = _either(lambda p: check_params("x", p, defaults), params)
-    if checked is not None and isinstance(default, float):
-        assert all(isinstance(v, float) and math.isfinite(v) for v in checked.values())
+    built = _either(lambda p: build(cls, p, owner="x"), params)
+    if built is None:
+        return
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(built):
+        v = getattr(built, f.name)
+        if hints[f.name] is float:
+            assert isinstance(v, float) and math.isfinite(v)
+        if hints[f.name] is int:
+            assert isinstance(v, int) and not isinstance(v, bool)
+
+
+@FUZZ
+@given(st.lists(TEXT, max_size=3))
+def test_setting_assignments(items):
+    found = _either(lambda i: parse_assignments(i, flag="--method-param"), items)
+    assert found is None or all(isinstance(v, dict) for v in found.values())
 
 
 @FUZZ

@@ -355,8 +355,15 @@ CASES = [
     (
         "attack-k-zero",
         2,
-        lambda f: ["audit", str(DIGITS), "--attack-k", "0", "--out", f.out],
-        "--attack-k 0",
+        lambda f: [
+            "audit",
+            str(DIGITS),
+            "--attack-param",
+            "ifia-topk.k=0",
+            "--out",
+            f.out,
+        ],
+        "--attack-param ifia-topk.k must be >= 1",
     ),
     (
         "labels-outside-classes",
@@ -407,7 +414,7 @@ CASES = [
         "epsilon-zero",
         2,
         lambda f: ["audit", str(DIGITS), "--epsilon", "0", "--out", f.out],
-        "every radius is 0",
+        "--epsilon has only radius 0",
     ),
     (
         "epsilon-nan",
@@ -640,7 +647,7 @@ CASES = [
             "--out",
             f.out,
         ],
-        "expects a float",
+        "--param lam must be float",
     ),
     (
         "finetune-param-no-name",
@@ -674,7 +681,7 @@ CASES = [
             "--out",
             f.out,
         ],
-        "expects a float",
+        "--param lam must be float",
     ),
     (
         "gate-string-summary",
@@ -833,13 +840,13 @@ CASES = [
         "max-drop-without-baseline",
         2,
         lambda f: ["audit", str(DIGITS), "--max-drop", "0.1", "--out", f.out],
-        "--max-drop needs --baseline",
+        "--max-drop needs a baseline report",
     ),
     (
         "bad-require",
         2,
         lambda f: ["audit", str(DIGITS), "--require", "kendall=>0.5", "--out", f.out],
-        "malformed --require",
+        "--require expression 'kendall=>0.5' is malformed",
     ),
     (
         "no-cuda",
@@ -907,7 +914,7 @@ CASES = [
         "unknown-format",
         2,
         lambda f: ["audit", str(DIGITS), "--format", "pdf"],
-        "unknown report format",
+        "--format 'pdf' is unknown",
     ),
     (
         "gate-boolean-summary",

@@ -8,13 +8,16 @@ the metric compares shapes, not magnitudes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from attrib_audit.registry import Entry
+from attrib_audit.params import Params, setting
+from attrib_audit.registry import METRICS
 
-__all__ = ["ENTRY", "ssim"]
+__all__ = ["SSIMParams", "ssim"]
 
 C1, C2 = 0.01**2, 0.03**2  # the standard constants for a data range of 1
 
@@ -26,6 +29,13 @@ def _window(side: int, sigma: float, dtype, device) -> Tensor:
     return (g[:, None] * g[None, :])[None, None]
 
 
+@dataclass(frozen=True)
+class SSIMParams(Params):
+    window: int = setting(7, "side of the Gaussian window (capped to the map, made odd)", min=1)
+    sigma: float = setting(1.5, "std of the Gaussian window, in pixels", above=0)
+
+
+@METRICS.declare("ssim", params=SSIMParams)
 def ssim(a: Tensor, b: Tensor, *, window: int = 7, sigma: float = 1.5) -> Tensor:
     """Mean SSIM per sample between two maps, Gaussian window (``window`` capped to the image,
     made odd), no padding.
@@ -53,6 +63,3 @@ def ssim(a: Tensor, b: Tensor, *, window: int = 7, sigma: float = 1.5) -> Tensor
     cxy = F.conv2d(x * y, w) - mx * my
     s = ((2 * mx * my + C1) * (2 * cxy + C2)) / ((mx**2 + my**2 + C1) * (vx + vy + C2))
     return s.flatten(1).mean(1)
-
-
-ENTRY = Entry("ssim", ssim, meta={"on": "reduced", "higher_is_robust": True})

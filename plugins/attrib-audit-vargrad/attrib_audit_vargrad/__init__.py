@@ -4,15 +4,25 @@ disagree, which highlights features whose importance is unstable."""
 
 from __future__ import annotations
 
-import torch
+from dataclasses import dataclass
+from typing import Any
+
 from torch import Tensor, nn
 
-from attrib_audit.attributions import gradients
-from attrib_audit.registry import Entry
+from attrib_audit.attributions.noise import gaussian, noise_tunnel
+from attrib_audit.params import Params, setting
+from attrib_audit.registry import METHODS
 
-__all__ = ["ENTRY", "vargrad"]
+__all__ = ["VarGradParams", "vargrad"]
 
 
+@dataclass(frozen=True)
+class VarGradParams(Params):
+    samples: int = setting(20, "noise samples", min=1)
+    sigma: float = setting(0.15, "noise std as a fraction of the value range", min=0)
+
+
+@METHODS.declare("vargrad", params=VarGradParams, title="VarGrad", stochastic=True)
 def vargrad(
     model: nn.Module,
     x: Tensor,
@@ -21,17 +31,14 @@ def vargrad(
     samples: int = 20,
     sigma: float = 0.15,
     value_range: tuple[float, float] = (0.0, 1.0),
-    noise: Tensor | None = None,
-    seed: int | None = None,
-    explain: str = "logit",
-    create_graph: bool = False,
-    max_batch: int | None = None,
+    **tunnel: Any,
 ) -> Tensor:
     """``Var_n[grad f_y(x + e_n)]``, ``e_n ~ N(0, s^2)``, ``s = sigma * (hi - lo)``.
 
-    The population variance over ``samples`` draws (zero for a single draw). Samples are
-    folded into the batch dimension in chunks of ``max_batch`` rows; ``create_graph=True``
-    keeps the map differentiable in x, so attacks can target it.
+    The population variance over ``samples`` draws (zero for a single draw), by attrib-audit's
+    noise tunnel, which takes the other keywords (``noise``, ``seed``, ``generator``,
+    ``explain``, ``create_graph``, ``max_batch``); ``create_graph=True`` keeps the map
+    differentiable in x, so attacks can target it.
 
     Shape:
         x: (B, C, H, W)
@@ -39,33 +46,12 @@ def vargrad(
         noise: (samples, B, C, H, W), optional
         returns: (B, C, H, W)
     """
-    if noise is None:
-        if samples < 1:
-            raise ValueError(f"samples must be >= 1, got {samples}")
-        g = None
-        if seed is not None:
-            g = torch.Generator(device=x.device)
-            g.manual_seed(seed)
-        std = sigma * (value_range[1] - value_range[0])
-        noise = torch.randn((samples, *x.shape), generator=g, device=x.device, dtype=x.dtype)
-        noise = noise * std
-    n = noise.shape[0]
-    points = (x.unsqueeze(0) + noise.to(x)).reshape(n * x.shape[0], *x.shape[1:])
-    grads = gradients(
+    return noise_tunnel(
         model,
-        points,
-        target.repeat(n),
-        explain=explain,
-        create_graph=create_graph,
-        max_batch=max_batch,
+        x,
+        target,
+        draw=gaussian(sigma * (value_range[1] - value_range[0])),
+        samples=samples,
+        aggregate="var",
+        **tunnel,
     )
-    grads = grads.reshape(n, *x.shape)
-    return (grads - grads.mean(0, keepdim=True)).pow(2).mean(0)
-
-
-ENTRY = Entry(
-    "vargrad",
-    vargrad,
-    defaults={"samples": 20, "sigma": 0.15},
-    meta={"create_graph": True, "stochastic": True, "title": "VarGrad"},
-)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 
 import torch
@@ -14,10 +15,19 @@ from attrib_audit.attacks._common import (
     make_generator,
     predict,
     preserved,
-    project,
     reduced,
-    uniform_in_ball,
+    signed_steps,
 )
+from attrib_audit.params import Params, setting
+from attrib_audit.registry import ATTACKS
+
+
+@dataclass(frozen=True)
+class IFIAParams(Params):
+    k: int | None = setting(
+        None, "pixels of the clean top-k the attack pushes out (None: the audit's --k)", min=1
+    )
+    restarts: int = setting(0, "extra random starts", min=0)
 
 
 def ifia(
@@ -31,7 +41,7 @@ def ifia(
     steps: int = 100,
     step_size: float = 0.01,
     goal: str = "topk",
-    attack_k: int = 100,
+    k: int = 100,
     restarts: int = 0,
     reduce: str = "sum-abs",
     value_range: tuple[float, float] = (0.0, 1.0),
@@ -57,26 +67,32 @@ def ifia(
     with preserved(model, surrogate):
         pred = predict(model, x)
         clean = reduced(method, model, x, target, reduce).detach()
-        dissimilarity = Goal(goal, clean, attack_k, region)
-        best = x.clone()
-        best_d = dissimilarity(clean)
-        if epsilon == 0 or steps == 0:
-            return best
-        gen = make_generator(x, seed)
-        for r in range(restarts + 1):
-            x_adv = x.clone() if r == 0 else uniform_in_ball(x, epsilon, value_range, gen)
-            for _ in range(steps):
-                x_adv.requires_grad_(True)
-                m = reduced(method, surrogate, x_adv, target, reduce, create_graph=True)
-                (grad,) = torch.autograd.grad(dissimilarity(m).sum(), x_adv)
-                x_adv = project(x_adv.detach() + step_size * grad.sign(), x, epsilon, value_range)
-                d = dissimilarity(reduced(method, model, x_adv, target, reduce).detach())
-                better = (predict(model, x_adv) == pred) & (d > best_d)
-                best = torch.where(better[:, None, None, None], x_adv, best)
-                best_d = torch.where(better, d, best_d)
-    return best
+        dissimilarity = Goal(goal, clean, k, region)
+
+        def score(x_adv: Tensor) -> Tensor:
+            d = dissimilarity(reduced(method, model, x_adv, target, reduce).detach())
+            return torch.where(predict(model, x_adv) == pred, d, -torch.inf)
+
+        return signed_steps(
+            lambda z: dissimilarity(reduced(method, surrogate, z, target, reduce, True)),
+            x,
+            epsilon=epsilon,
+            steps=steps,
+            step_size=step_size,
+            value_range=value_range,
+            restarts=restarts,
+            generator=make_generator(x, seed),
+            score=score,
+            best_score=dissimilarity(clean),
+        )
 
 
-ifia_topk = partial(ifia, goal="topk")
-ifia_mass_center = partial(ifia, goal="mass-center")
-ifia_targeted = partial(ifia, goal="targeted")
+def _declare(name: str, goal: str) -> Callable[..., Tensor]:
+    fn = partial(ifia, goal=goal)
+    fn.__doc__ = f"IFIA with the {goal!r} goal; see :func:`ifia`."
+    return ATTACKS.declare(name, params=IFIAParams)(fn)
+
+
+ifia_topk = _declare("ifia-topk", "topk")
+ifia_mass_center = _declare("ifia-mass-center", "mass-center")
+ifia_targeted = _declare("ifia-targeted", "targeted")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -14,10 +15,23 @@ from attrib_audit.attacks._common import (
     normalized,
     predict,
     preserved,
-    project,
     reduced,
-    uniform_in_ball,
+    signed_steps,
 )
+from attrib_audit.params import Params, setting
+from attrib_audit.registry import ATTACKS
+
+
+@dataclass(frozen=True)
+class ManipulateParams(Params):
+    gamma: float = setting(1e-5, "weight of the output term (Dombrowski et al.'s 1e6/1e11)", min=0)
+    beta_start: float | None = setting(
+        None, "surrogate softplus beta at the first step (None: its own)", above=0
+    )
+    beta_end: float | None = setting(
+        None, "softplus beta at the last step (None: ten times the first)", above=0
+    )
+    restarts: int = setting(0, "extra random starts", min=0)
 
 
 def default_target_maps(clean: Tensor) -> Tensor:
@@ -33,6 +47,7 @@ def default_target_maps(clean: Tensor) -> Tensor:
     return clean.flip((1, 2))
 
 
+@ATTACKS.declare("manipulate", params=ManipulateParams)
 def manipulate(
     model: nn.Module,
     surrogate: nn.Module,
@@ -84,32 +99,35 @@ def manipulate(
         def distance(m: Tensor) -> Tensor:
             return (normalized(m) - goal).pow(2).flatten(1).mean(1)
 
-        best = x.clone()
-        best_d = distance(clean)
-        if epsilon == 0 or steps == 0:
-            return best
         b0 = beta_start if beta_start is not None else beta0
         b1 = beta_end if beta_end is not None else (10 * b0 if b0 else None)
-        gen = make_generator(x, seed)
+
+        def anneal(t: int) -> None:
+            if set_beta is not None and b0 and b1:
+                set_beta(b0 * math.exp(math.log(b1 / b0) * t / max(1, steps - 1)))
+
+        def loss(z: Tensor) -> Tensor:  # ascended: minus the distance and the output change
+            m = reduced(method, surrogate, z, target, reduce, create_graph=True)
+            return -(distance(m) + gamma * (surrogate(z).softmax(1) - p0).pow(2).mean(1))
+
+        def score(x_adv: Tensor) -> Tensor:
+            d = distance(reduced(method, model, x_adv, target, reduce).detach())
+            return torch.where(predict(model, x_adv) == pred, -d, -torch.inf)
+
         try:
-            for r in range(restarts + 1):
-                x_adv = x.clone() if r == 0 else uniform_in_ball(x, epsilon, value_range, gen)
-                for t in range(steps):
-                    if set_beta is not None and b0 and b1:
-                        set_beta(b0 * math.exp(math.log(b1 / b0) * t / max(1, steps - 1)))
-                    x_adv.requires_grad_(True)
-                    m = reduced(method, surrogate, x_adv, target, reduce, create_graph=True)
-                    out = (surrogate(x_adv).softmax(1) - p0).pow(2).mean(1)
-                    loss = (distance(m) + gamma * out).sum()
-                    (grad,) = torch.autograd.grad(loss, x_adv)
-                    x_adv = project(
-                        x_adv.detach() - step_size * grad.sign(), x, epsilon, value_range
-                    )
-                    d = distance(reduced(method, model, x_adv, target, reduce).detach())
-                    better = (predict(model, x_adv) == pred) & (d < best_d)
-                    best = torch.where(better[:, None, None, None], x_adv, best)
-                    best_d = torch.where(better, d, best_d)
+            return signed_steps(
+                loss,
+                x,
+                epsilon=epsilon,
+                steps=steps,
+                step_size=step_size,
+                value_range=value_range,
+                restarts=restarts,
+                generator=make_generator(x, seed),
+                score=score,
+                best_score=-distance(clean),
+                before_step=anneal,
+            )
         finally:
             if set_beta is not None and beta0:
                 set_beta(beta0)
-    return best

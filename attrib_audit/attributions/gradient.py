@@ -5,8 +5,10 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from attrib_audit.attributions._common import check_inputs, gradients
+from attrib_audit.registry import METHODS
 
 
+@METHODS.declare("sm", title="Saliency map")
 def saliency(
     model: nn.Module,
     x: Tensor,

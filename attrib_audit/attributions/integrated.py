@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch import Tensor, nn
 from torchvision.transforms.functional import gaussian_blur
 
-from attrib_audit.attributions._common import check_inputs, gradients, make_generator
-from attrib_audit.errors import AttribAuditError
+from attrib_audit.attributions._common import check_inputs, folded_gradients, make_generator
+from attrib_audit.errors import AttribAuditError, SettingError
+from attrib_audit.params import Params, setting
+from attrib_audit.registry import METHODS
 
 IG_METHODS: tuple[str, ...] = (
     "riemann_left",
@@ -29,7 +33,7 @@ def quadrature(steps: int, method: str) -> tuple[np.ndarray, np.ndarray]:
     low by about 1/n.
     """
     if steps < 1:
-        raise AttribAuditError(f"steps must be >= 1, got {steps}")
+        raise SettingError("steps", f"must be >= 1, got {steps}")
     n = steps
     if method == "riemann_left":
         return np.arange(n) / n, np.full(n, 1.0 / n)
@@ -39,7 +43,7 @@ def quadrature(steps: int, method: str) -> tuple[np.ndarray, np.ndarray]:
         return (np.arange(n) + 0.5) / n, np.full(n, 1.0 / n)
     if method == "riemann_trapezoid":
         if n < 2:
-            raise AttribAuditError("riemann_trapezoid needs steps >= 2")
+            raise SettingError("steps", "must be >= 2 for the riemann_trapezoid rule")
         w = np.full(n, 1.0 / (n - 1))
         w[0] = w[-1] = 0.5 / (n - 1)
         return np.linspace(0.0, 1.0, n), w
@@ -94,6 +98,21 @@ def make_baseline(
     )
 
 
+@dataclass(frozen=True)
+class IGParams(Params):
+    steps: int = setting(50, "points on the path", min=1)
+    method: str = setting(
+        "riemann_trapezoid",
+        "quadrature: riemann_left/right/middle/trapezoid or gausslegendre",
+        choices=IG_METHODS,
+    )
+    baseline: str = setting("zeros", "the path's start: zeros, blur or uniform", choices=BASELINES)
+
+    def check(self) -> None:
+        quadrature(self.steps, self.method)  # riemann_trapezoid needs two points
+
+
+@METHODS.declare("ig", params=IGParams, title="Integrated Gradients")
 def integrated_gradients(
     model: nn.Module,
     x: Tensor,
@@ -101,7 +120,7 @@ def integrated_gradients(
     *,
     steps: int = 50,
     method: str = "riemann_trapezoid",
-    baseline: str | Tensor | float | None = None,
+    baseline: str | Tensor | float | None = "zeros",
     value_range: tuple[float, float] = (0.0, 1.0),
     seed: int | None = None,
     generator: torch.Generator | None = None,
@@ -136,13 +155,12 @@ def integrated_gradients(
     a = torch.as_tensor(alphas, dtype=x.dtype, device=x.device).reshape(shape)
     w = torch.as_tensor(weights, dtype=x.dtype, device=x.device).reshape(shape)
     delta = x - base
-    points = (base.unsqueeze(0) + a * delta.unsqueeze(0)).reshape(steps * x.shape[0], *x.shape[1:])
-    grads = gradients(
+    grads = folded_gradients(
         model,
-        points,
-        target.repeat(steps),
+        base.unsqueeze(0) + a * delta.unsqueeze(0),
+        target,
         explain=explain,
         create_graph=create_graph,
         max_batch=max_batch,
-    ).reshape(steps, *x.shape)
+    )
     return delta * (w * grads).sum(0)

@@ -3,12 +3,30 @@ Algorithm 1)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attrib_audit.attributions import integrated_gradients
-from attrib_audit.objectives._common import Loss, ce, ig_of_loss, inner_max, l1, loss_of
+from attrib_audit.objectives._common import (
+    IGAdversaryParams,
+    Loss,
+    ce,
+    ig_of_loss,
+    inner_max,
+    l1,
+    loss_of,
+)
+from attrib_audit.params import setting
+from attrib_audit.registry import OBJECTIVES
+
+
+@dataclass(frozen=True)
+class CacrWacrParams(IGAdversaryParams):
+    lam: float = setting(1.0, "common weight of the CACR and WACR terms", min=0)
+    m: int = setting(50, "IG segments in the outer step", min=1)
 
 
 def ig_of_probability(model: nn.Module, x: Tensor, cls: Tensor, steps: int) -> Tensor:
@@ -55,6 +73,7 @@ def most_confusing(logits: Tensor, y: Tensor) -> Tensor:
     return masked.argmax(1)
 
 
+@OBJECTIVES.declare("cacr-wacr", params=CacrWacrParams)
 def cacr_wacr(
     model: nn.Module,
     x: Tensor,

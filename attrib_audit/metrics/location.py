@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from attrib_audit.registry import METRICS
+
 
 def center_of_mass(a: Tensor) -> Tensor:
     """Center of mass of each map's absolute values, in pixel coordinates (row, col).
@@ -29,6 +31,7 @@ def center_of_mass(a: Tensor) -> Tensor:
     return torch.where((total > 0)[:, None], com, middle)
 
 
+@METRICS.declare("com_dislocation", higher_is_robust=False)
 def com_dislocation(a: Tensor, b: Tensor) -> Tensor:
     """Euclidean distance between the centers of mass of two maps, in pixels.
 

@@ -2,13 +2,38 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attrib_audit.objectives._common import Loss, ce, ig_of_loss, inner_max, l1, loss_of
+from attrib_audit.objectives._common import (
+    IGAdversaryParams,
+    Loss,
+    ce,
+    ig_of_loss,
+    inner_max,
+    l1,
+    loss_of,
+)
+from attrib_audit.params import setting
+from attrib_audit.registry import OBJECTIVES
 
 
+@dataclass(frozen=True)
+class IGNormParams(IGAdversaryParams):
+    m_grad: int = setting(10, "IG segments in the gradient step", min=1)
+    lam: float = setting(1.0, "weight of the IG-NORM term", min=0)
+
+
+@dataclass(frozen=True)
+class IGSumNormParams(IGAdversaryParams):
+    m_grad: int = setting(10, "IG segments in the gradient step", min=1)
+    beta: float = setting(1.0, "weight of the IG term inside the bracket (0: Madry)", min=0)
+
+
+@OBJECTIVES.declare("ig-norm", params=IGNormParams)
 def ig_norm(
     model: nn.Module,
     x: Tensor,
@@ -44,6 +69,7 @@ def ig_norm(
     return loss_of(ce=ce(model, x, y), ig_norm=lam * reg)
 
 
+@OBJECTIVES.declare("ig-sum-norm", params=IGSumNormParams)
 def ig_sum_norm(
     model: nn.Module,
     x: Tensor,

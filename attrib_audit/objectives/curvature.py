@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attrib_audit.objectives._common import Loss, loss_of
+from attrib_audit.params import Params, setting
+from attrib_audit.registry import OBJECTIVES
+
+
+@dataclass(frozen=True)
+class SSRParams(Params):
+    beta: float = setting(0.3, "weight of the curvature term", min=0)
+    s: float = setting(1e6, "scale of the top eigenvalue (choose it for your inputs)", min=0)
+    iterations: int = setting(10, "power iterations for the top eigenvalue", min=1)
 
 
 def hessian_vector_product(logits: Tensor, x: Tensor, v: Tensor, *, create_graph: bool) -> Tensor:
@@ -55,6 +66,7 @@ def top_eigenvalue(
     return (hv * v).flatten(1).sum(1)
 
 
+@OBJECTIVES.declare("ssr", params=SSRParams)
 def ssr(
     model: nn.Module,
     x: Tensor,

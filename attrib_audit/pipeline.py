@@ -1,0 +1,449 @@
+"""The audit: the grid method x attack x epsilon over the correctly classified samples.
+
+Three typed stages: :func:`plan` checks and loads everything (no attack runs and no file is
+written before it returns), :func:`run_grid` attacks and measures, cell by cell, into a
+:class:`Grid`, and :func:`~attrib_audit.report.build.build_report` turns both into the JSON
+report. The caller's config is not changed; the caller's module is not moved.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from attrib_audit.arrays import encode_array
+from attrib_audit.config import FORMATS, QUICK, AuditConfig
+from attrib_audit.device import module_on, resolve_device
+from attrib_audit.errors import AttribAuditError, SettingError
+from attrib_audit.journal import JOURNAL, Journal
+from attrib_audit.params import build
+from attrib_audit.plan import Bound, Grid, Plan
+from attrib_audit.registry import ATTACKS, METHODS, METRICS
+
+__all__ = ["JOURNAL", "AuditConfig", "Bound", "Grid", "Plan", "audit", "plan", "run_grid"]
+
+
+def _cell_seed(seed: int, *parts: Any) -> int:
+    return zlib.crc32(":".join(map(str, (seed, *parts))).encode()) & 0x7FFFFFFF
+
+
+def _finite(v: float) -> float | None:
+    return None if v is None or not math.isfinite(v) else float(v)
+
+
+def audit(
+    config: AuditConfig, *, progress: Callable[[int, int, str], None] | None = None
+) -> dict[str, Any]:
+    """Run the audit described by ``config``; write its reports to ``config.out`` (when set)
+    and return the JSON report (``README.md``, "The report").
+
+    Every check of the input runs before the first attack; a bad input raises
+    :class:`AttribAuditError` and leaves no file behind.
+    """
+    from attrib_audit.io import OutputDir
+    from attrib_audit.report import build_report, render_reports, write_rendered
+
+    the_plan = plan(config, resolve_device(config.device))
+    cfg = the_plan.config
+    if not cfg.out:
+        return build_report(the_plan, run_grid(the_plan, Journal(None, {}, False), progress))
+    header = {  # only a journal needs it: the data fingerprint reads every sample once more
+        "model_sha256": the_plan.loaded.sha256,
+        "data": the_plan.data.fingerprint(),
+        "settings": the_plan.settings(),
+    }
+    out = Path(cfg.out)
+    with OutputDir(out) as held:
+        journal = Journal(out / JOURNAL, header, cfg.resume)
+        if journal.created:
+            held.discard_on_error(journal.path)
+        grid = run_grid(the_plan, journal, progress)
+        report = build_report(the_plan, grid)
+        write_rendered(out, render_reports(report, cfg.formats, gallery=grid.gallery))
+        journal.remove()
+    return report
+
+
+def _check_settings_target(kind: str, given: dict[str, dict], names: list[str]) -> None:
+    """The user's settings name entries the audit runs (a setting that would be ignored, or
+    a misspelt name, is refused)."""
+    for name in sorted(set(given) - set(names)):
+        raise SettingError(
+            f"{kind}_params.{name}",
+            f"sets {kind} {name!r}, which the audit does not run (it runs {', '.join(names)}); "
+            f"add it to --{kind}s or drop the setting",
+        )
+
+
+def _bind_all(registry, names: list[str], settings: dict[str, dict], fill: dict) -> tuple:
+    """Each named entry with its settings checked; settings that are None and named in
+    ``fill`` take its value (an attack's k: the audit's k)."""
+    bound = []
+    for name in names:
+        entry = registry.get(name)
+        owner = f"{registry.kind}_params.{name}"
+        params = build(entry.params, settings.get(name, {}), owner=owner)
+        missing = {
+            f.name: fill[f.name]
+            for f in dataclasses.fields(params)
+            if getattr(params, f.name) is None and f.name in fill
+        }
+        bound.append(Bound(entry, dataclasses.replace(params, **missing) if missing else params))
+    return tuple(bound)
+
+
+def plan(config: AuditConfig, device) -> Plan:
+    """Load and check everything the audit needs; no attack runs and no file is written."""
+    from attrib_audit.data import data_for
+    from attrib_audit.models import load_model, sample_model, smooth_surrogate
+    from attrib_audit.models.bundled import bundled_data
+    from attrib_audit.report.gate import load_report, validate_require
+
+    for fmt in config.formats:
+        if fmt not in FORMATS:
+            raise SettingError("formats", f"{fmt!r} is unknown; valid: {', '.join(FORMATS)}")
+    if config.model is None and config.preset is None:  # the quick default audit
+        config = dataclasses.replace(
+            config, **{k: v for k, v in QUICK.items() if getattr(config, k) is None}
+        )
+    if config.max_drop is not None and config.baseline is None:
+        raise SettingError(
+            "max_drop", "needs a baseline report to compare with: {baseline}", refs=("baseline",)
+        )
+    drop = config.max_drop
+    if drop is not None and not (math.isfinite(drop) and drop >= 0):
+        raise SettingError("max_drop", f"must be a finite number >= 0, got {config.max_drop}")
+    baseline = load_report(config.baseline, what="baseline report") if config.baseline else None
+    path = config.model or str(sample_model())
+    loaded = load_model(path, **config.load_options())
+    card = loaded.card
+    if loaded.num_classes < 2:
+        raise AttribAuditError(
+            f"the model has {loaded.num_classes} output; an audit needs a classifier with two or "
+            "more classes (with one, every prediction is kept and every map trivially so)"
+        )
+    bundled = bundled_data(path)
+    data_source = config.data or (bundled[1] if bundled else None)
+    if data_source is None:
+        raise SettingError("data", "is needed: a folder, an .npz/.pt file or a built-in data set")
+    c, h, w = card.input_shape
+    cfg = config.resolved(h * w)
+    cfg = dataclasses.replace(cfg, data=data_source, model=path)
+    for kind, names in (("method", cfg.methods), ("attack", cfg.attacks)):
+        _check_settings_target(kind, getattr(config, f"{kind}_params"), names)
+    methods = _bind_all(METHODS, cfg.methods, cfg.method_params, {})
+    attacks = _bind_all(ATTACKS, cfg.attacks, cfg.attack_params, {"k": cfg.k})
+    for a in attacks:
+        if not a.entry.facts.keeps_prediction:
+            raise SettingError(
+                "attacks",
+                f"{a.name!r} changes predictions and is not an attribution attack; "
+                "use {adv_accuracy} for adversarial accuracy",
+                refs=("adv_accuracy",),
+            )
+    metric_names = cfg.metrics or METRICS.names()
+    _check_settings_target("metric", config.metric_params, metric_names)
+    metrics = _bind_all(METRICS, metric_names, cfg.metric_params, {})
+    validate_require(cfg.require, cfg.methods, metric_names)
+    if any("adversarial_accuracy" in r for r in cfg.require) and not cfg.adv_accuracy:
+        raise SettingError(
+            "require", "on adversarial_accuracy needs {adv_accuracy}", refs=("adv_accuracy",)
+        )
+    _check_settings(cfg, attacks, h * w)
+    data = data_for(card, data_source, cfg.samples)
+    data.check_labels(loaded.num_classes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # unreplaced ReLUs are reported in the report
+        module = module_on(loaded.module, device)
+        surrogate = smooth_surrogate(module, cfg.beta)
+    return Plan(
+        config=dataclasses.replace(cfg, metrics=list(metric_names)),
+        methods=methods,
+        attacks=attacks,
+        metrics=metrics,
+        loaded=dataclasses.replace(loaded, module=module),
+        surrogate=surrogate,
+        data=data,
+        baseline=baseline,
+        device=torch.device(device),
+    )
+
+
+def _check_settings(cfg: AuditConfig, attacks: tuple[Bound, ...], pixels: int) -> None:
+    """Settings that would make the audit trivial or meaningless are refused (the numbers it
+    would give prove nothing, so no gate may pass on them)."""
+    if not cfg.epsilons or any(not math.isfinite(e) or e < 0 for e in cfg.epsilons):
+        raise SettingError("epsilons", "needs one or more finite radii >= 0")
+    if max(cfg.epsilons) <= 0:
+        raise SettingError(
+            "epsilons", "has only radius 0, so nothing would be attacked; give a radius > 0"
+        )
+    iterative = [a.name for a in attacks if a.entry.facts.iterative]
+    if iterative and cfg.steps < 1:
+        raise SettingError(
+            "steps", f"must be >= 1 for {', '.join(iterative)} (0 steps returns the input)"
+        )
+    if cfg.adv_accuracy and cfg.pgd_steps < 1:
+        raise SettingError("pgd_steps", "must be >= 1 for {adv_accuracy}", refs=("adv_accuracy",))
+    for name in ("step_size", "pgd_step_size"):
+        value = getattr(cfg, name)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise SettingError(name, f"must be a finite number > 0, got {value}")
+    ks = [("k", cfg.k)] + [
+        (f"attack_params.{a.name}.k", a.params.k) for a in attacks if hasattr(a.params, "k")
+    ]
+    for name, k in ks:
+        if not 1 <= k < pixels:
+            raise SettingError(
+                name,
+                f"{k} must be between 1 and {pixels - 1}: the maps have {pixels} pixels, "
+                "and the top-k of all pixels is always kept",
+            )
+    if cfg.batch_size < 1:
+        raise SettingError("batch_size", f"must be >= 1, got {cfg.batch_size}")
+    if cfg.max_batch is not None and cfg.max_batch < 0:
+        raise SettingError("max_batch", f"must be >= 0, got {cfg.max_batch}")
+    if not (math.isfinite(cfg.beta) and cfg.beta > 0):
+        raise SettingError("beta", f"must be a finite number > 0, got {cfg.beta}")
+    if cfg.gallery < 0:
+        raise SettingError("gallery", f"must be >= 0, got {cfg.gallery}")
+
+
+@dataclass
+class _Batch:
+    """The correctly classified samples of one data batch, with their clean maps cached."""
+
+    b: int
+    x: Tensor
+    y: Tensor
+    pred: Tensor
+    idx: Tensor
+    clean: dict[tuple[str, int], tuple[Tensor, Tensor]] = field(default_factory=dict)
+
+
+def _method_fn(p: Plan, name: str, seed: int) -> Callable[..., Tensor]:
+    """The method with the audit's settings bound: ``fn(model, x, target, create_graph=...)``.
+    Stochastic methods get a fixed seed per cell, so clean and perturbed maps see the same
+    noise."""
+    cfg = p.config
+    return p.method(name).bind(
+        value_range=tuple(p.loaded.card.value_range),
+        seed=seed,
+        explain=cfg.explain,
+        max_batch=cfg.max_batch,
+    )
+
+
+def _metric_values(
+    p: Plan, raw0: Tensor, red0: Tensor, raw1: Tensor, red1: Tensor
+) -> dict[str, np.ndarray]:
+    """Every configured metric between clean and perturbed maps, per sample."""
+    values = {}
+    finite = (torch.isfinite(raw0).flatten(1).all(1) & torch.isfinite(raw1).flatten(1).all(1)).cpu()
+    for metric in p.metrics:
+        on_raw = metric.entry.facts.on == "raw"
+        v = metric.bind(k=p.config.k)(raw0 if on_raw else red0, raw1 if on_raw else red1)
+        v = v.detach().double().cpu()
+        values[metric.name] = torch.where(finite, v, torch.nan).numpy()  # NaN maps: no evidence
+    return values
+
+
+def _maps(p: Plan, batch: _Batch, name: str, seed: int, x_adv: Tensor):
+    """(clean raw, clean reduced, perturbed raw, perturbed reduced) maps of the audited model."""
+    from attrib_audit.metrics import reduce_map
+
+    fn, model, reduce = _method_fn(p, name, seed), p.loaded.module, p.config.reduce
+    if (name, seed) not in batch.clean:
+        raw = fn(model, batch.x, batch.pred).detach()
+        batch.clean[(name, seed)] = (raw, reduce_map(raw, reduce))
+    raw0, red0 = batch.clean[(name, seed)]
+    raw1 = fn(model, x_adv, batch.pred).detach()
+    return raw0, red0, raw1, reduce_map(raw1, reduce)
+
+
+def _attack_cell(p: Plan, batch: _Batch, m: str, attack: Bound, e: float) -> dict[str, Any]:
+    """One cell of the grid: attack method ``m`` with ``attack`` at radius ``e``; per-sample
+    rows for ``m`` (and, with transfer, for every other method); gallery candidates at the
+    largest epsilon."""
+    cfg, loaded = p.config, p.loaded
+    model, vr = loaded.module, tuple(loaded.card.value_range)
+    atk = attack.name
+    seed = _cell_seed(cfg.seed, batch.b, m, atk, e)
+    kwargs = attack.kwargs(
+        steps=cfg.steps,
+        step_size=cfg.step_size or 2.5 * e / max(1, cfg.steps),
+        reduce=cfg.reduce,
+        value_range=vr,
+        seed=seed,
+    )
+    method = _method_fn(p, m, seed)
+    x_adv = attack.entry.obj(
+        model, p.surrogate, batch.x, batch.pred, method, epsilon=e, **kwargs
+    ).detach()
+    audited = loaded.predict(x_adv).argmax(1).to(p.device)
+    kept = audited == batch.pred
+    disagreements = 0
+    if loaded.onnx_session is not None:  # the converted module vs the graph itself
+        with torch.no_grad():
+            disagreements = int((model(x_adv).argmax(1) != audited).sum())
+    rows, gallery = [], []
+    targets = [m] + ([o for o in cfg.methods if o != m] if cfg.transfer else [])
+    for t in targets:
+        t_seed = seed if t == m else _cell_seed(cfg.seed, batch.b, t, atk, e)
+        raw0, red0, raw1, red1 = _maps(p, batch, t, t_seed, x_adv)
+        values = _metric_values(p, raw0, red0, raw1, red1)
+
+        def facts(i: int, values=values) -> dict[str, Any]:
+            return {
+                "index": int(batch.idx[i]),
+                "label": int(batch.y[i]),
+                "prediction": int(batch.pred[i]),
+                "attack": atk,
+                "epsilon": e,
+                **{k: _finite(float(v[i])) for k, v in values.items()},
+            }
+
+        rows += [
+            {
+                **facts(i),
+                "method": t,
+                "transfer_from": None if t == m else m,
+                "prediction_kept": bool(kept[i]),
+            }
+            for i in range(batch.x.shape[0])
+        ]
+        if t == m and e == max(cfg.epsilons):
+            gallery = [
+                {
+                    **facts(i),
+                    "x": encode_array(batch.x[i]),
+                    "x_adv": encode_array(x_adv[i]),
+                    "map": encode_array(red0[i]),
+                    "map_adv": encode_array(red1[i]),
+                }
+                for i in _worst(values, cfg.gallery)
+            ]
+    return {"rows": rows, "onnx_disagreements": disagreements, "gallery": gallery}
+
+
+def _adv_correct(p: Plan, x: Tensor, y: Tensor, b: int, e: float) -> int:
+    """How many samples PGD at radius ``e`` leaves correctly classified."""
+    cfg, loaded = p.config, p.loaded
+    x_adv = ATTACKS.get("pgd").obj(
+        loaded.module,
+        None,
+        x,
+        y,
+        None,
+        epsilon=e,
+        steps=cfg.pgd_steps,
+        step_size=cfg.pgd_step_size or 2.5 * e / max(1, cfg.pgd_steps),
+        value_range=tuple(loaded.card.value_range),
+        seed=_cell_seed(cfg.seed, b, "pgd", e),
+    )
+    return int((loaded.predict(x_adv).argmax(1).to(p.device) == y).sum())
+
+
+def run_grid(
+    p: Plan, journal: Journal, progress: Callable[[int, int, str], None] | None = None
+) -> Grid:
+    """Every cell of the grid, batch by batch; cells already in ``journal`` are not rerun."""
+    from attrib_audit.models.surrogate import surrogate_agreement
+
+    cfg, loaded, device = p.config, p.loaded, p.device
+    n_batches = math.ceil(len(p.data) / cfg.batch_size)
+    per_batch = len(p.methods) * len(p.attacks) * len(cfg.epsilons)
+    total = n_batches * (per_batch + (len(cfg.epsilons) if cfg.adv_accuracy else 0))
+    done = 0
+
+    def tick(label: str) -> None:
+        nonlocal done
+        done += 1
+        if progress:
+            progress(done, total, label)
+
+    rows: list[dict] = []
+    gallery: dict[str, list[dict]] = {m.name: [] for m in p.methods}
+    n_total = n_correct = onnx_checked = onnx_disagree = n_nonfinite = 0
+    agree_n = agree_pred = agree_cos = 0.0
+    adv_correct = dict.fromkeys(cfg.epsilons, 0)
+    for b, (x_all, y_all) in enumerate(p.data.batches(cfg.batch_size)):
+        x_all = x_all.to(device)
+        logits = loaded.predict(x_all).to(device)
+        finite = torch.isfinite(logits).all(1)  # no evidence from a sample without logits
+        n_nonfinite += int((~finite).sum())
+        pred_all = logits.argmax(1)
+        y_all = torch.where(y_all.to(device) < 0, pred_all, y_all.to(device))  # unlabelled
+        correct = (pred_all == y_all) & finite
+        idx_all = torch.arange(n_total, n_total + x_all.shape[0], device=device)
+        n_total += x_all.shape[0]
+        n_correct += int(correct.sum())
+        for e in cfg.epsilons if cfg.adv_accuracy else ():
+            cell = f"{b}|pgd|{e!r}"
+            if journal.get(cell) is None:
+                journal.add(cell, {"adv_correct": _adv_correct(p, x_all, y_all, b, e)})
+            adv_correct[e] += journal.get(cell)["adv_correct"]
+            tick(f"PGD eps={e:.4g}")
+        batch = _Batch(b, x_all[correct], y_all[correct], pred_all[correct], idx_all[correct])
+        if batch.x.shape[0] == 0:
+            for _ in range(per_batch):
+                tick("no correct samples in this batch")
+            continue
+        a = surrogate_agreement(loaded.module, p.surrogate, batch.x, max_batch=cfg.max_batch)
+        agree_n += a.n
+        agree_pred += a.prediction_agreement * a.n
+        agree_cos += a.map_cosine * a.n
+        for m in p.methods:
+            for attack in p.attacks:
+                for e in cfg.epsilons:
+                    cell = f"{b}|{m.name}|{attack.name}|{e!r}"
+                    if journal.get(cell) is None:
+                        journal.add(cell, _attack_cell(p, batch, m.name, attack, e))
+                    entry = journal.get(cell)
+                    rows.extend(entry["rows"])
+                    gallery[m.name].extend(entry["gallery"])
+                    onnx_disagree += entry["onnx_disagreements"]
+                    if loaded.onnx_session is not None:
+                        onnx_checked += batch.x.shape[0]
+                    tick(f"{m.name} x {attack.name} eps={e:.4g}")
+    for m, items in gallery.items():
+        gallery[m] = sorted(items, key=_gallery_key)[: cfg.gallery]
+    return Grid(
+        rows=rows,
+        gallery=gallery,
+        n_samples=n_total,
+        n_correct=n_correct,
+        n_nonfinite_logits=n_nonfinite,
+        prediction_agreement=agree_pred / agree_n if agree_n else None,
+        map_cosine=agree_cos / agree_n if agree_n else None,
+        onnx_checked=onnx_checked,
+        onnx_disagreements=onnx_disagree,
+        adv_accuracy={e: adv_correct[e] / n_total for e in cfg.epsilons}
+        if cfg.adv_accuracy and n_total
+        else None,
+    )
+
+
+def _worst(values: dict[str, np.ndarray], n: int) -> list[int]:
+    """Indices of the n samples whose maps moved most (lowest top-k intersection first)."""
+    key = values.get("topk_intersection")
+    if key is None:
+        key = -values.get("cosine_distance", next(iter(values.values())))
+    key = np.nan_to_num(key, nan=np.inf)
+    return [int(i) for i in np.argsort(key, kind="stable")[:n]]
+
+
+def _gallery_key(item: dict) -> tuple:
+    v = item.get("topk_intersection")
+    c = item.get("cosine_distance")
+    return (v if v is not None else math.inf, -(c or 0.0), item["index"])
