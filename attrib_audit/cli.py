@@ -305,8 +305,9 @@ def _load(model: Path, arch, card, input_shape, value_range, mean, std, classes,
     )
 
 
-@app.callback()
+@app.callback(invoke_without_command=True)
 def _main(
+    ctx: typer.Context,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
 ) -> None:
@@ -316,6 +317,8 @@ def _main(
 
         out.print(f"attrib-audit {__version__}")
         raise typer.Exit(0)
+    if ctx.invoked_subcommand is None:  # options but no command
+        _fail("missing command (see attrib-audit --help)")
 
 
 @app.command(name="inspect")

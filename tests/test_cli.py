@@ -288,3 +288,12 @@ def test_mnist_preset_gate_on_the_digits_model(tmp_path):
     ]
     assert runner.invoke(app, [*args, "--require", "topk_intersection>=0.99"]).exit_code == 1
     assert runner.invoke(app, [*args, "--require", "topk_intersection>=0"]).exit_code == 0
+
+
+def test_version_and_a_missing_command():
+    from attrib_audit import __version__
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.strip() == f"attrib-audit {__version__}"
+    result = runner.invoke(app, ["--debug"])
+    assert result.exit_code == 2 and "missing command" in result.stderr
