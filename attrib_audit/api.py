@@ -12,11 +12,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from attrib_audit.errors import AttribAuditError
+from attrib_audit.errors import SettingError
 from attrib_audit.models.loading import LoadedModel
 
-# what every audit passes to every method that takes it
-CONTEXT = ("seed", "explain", "max_batch", "generator")
+# what the audit passes to every method that takes it (and drops for one that does not)
+CONTEXT = ("seed", "explain", "max_batch")
+# keywords for objects the Python API may hand a method that takes them (never text)
+OBJECTS = {"noise": Tensor, "generator": torch.Generator, "baseline": Tensor}
 
 
 def method_kwargs(
@@ -24,30 +26,33 @@ def method_kwargs(
 ) -> tuple[Any, dict[str, Any]]:
     """The registered method ``name`` and its keyword arguments: its settings (defaults, then
     ``overrides``, checked by its settings class), ``value_range`` where the method takes one,
-    and the other ``overrides`` it takes (``explain``, ``seed``, ``max_batch``, a tensor
-    baseline ...). None values are ignored; a name the method does not take is an error."""
+    the context it takes (``seed``, ``explain``, ``max_batch``) and the objects it takes
+    (a ``noise`` or ``baseline`` tensor, a ``generator``). None values are ignored; anything
+    else is an error naming the method's settings."""
     from attrib_audit.params import build
     from attrib_audit.registry import METHODS
 
     entry = METHODS.get(name)
     given = {k: v for k, v in overrides.items() if v is not None}
-    names = {f.name for f in dataclasses.fields(entry.params)}
-    plain = {k: v for k, v in given.items() if k in names and not isinstance(v, Tensor)}
-    params = build(entry.params, plain, owner=name)
+    names = [f.name for f in dataclasses.fields(entry.params)]
+    objects = {k: v for k, v in given.items() if k in OBJECTS and isinstance(v, OBJECTS[k])}
+    plain = {k: v for k, v in given.items() if k in names and k not in objects}
+    rest = {k: v for k, v in given.items() if k not in plain and k not in objects}
+    unknown = sorted(k for k in rest if k not in CONTEXT)
+    if unknown:
+        raise SettingError(
+            f"method_params.{name}.{unknown[0]}",
+            f"is not a setting of {name}; its settings: {', '.join(names) or 'none'}",
+        )
+    params = build(entry.params, plain, owner=f"method_params.{name}")
     kwargs = {f: getattr(params, f) for f in names}
     sig = inspect.signature(entry.obj).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.values())
     if value_range is not None and "value_range" in sig:
         kwargs["value_range"] = tuple(value_range)
-    for key, value in given.items():
-        if key in plain or (key in CONTEXT and key not in sig and not takes_any):
-            continue  # a setting, or context this method does not use (sm has no seed)
-        if key not in sig and not takes_any:
-            valid = [k for k in sig if k not in ("model", "x", "target")]
-            raise AttribAuditError(
-                f"method {name!r} has no setting {key!r}; its settings: {', '.join(valid)}"
-            )
-        kwargs[key] = value
+    for key, value in {**rest, **objects}.items():
+        if key in sig or takes_any:
+            kwargs[key] = value  # context or an object the method takes; others are dropped
     return entry.obj, kwargs
 
 

@@ -25,7 +25,7 @@ from typer import Abort
 
 out = Console()
 err = Console(stderr=True)
-_state = {"debug": False}
+_state: dict[str, Any] = {"debug": False, "config_params": {}}
 
 
 class _OneLineErrors(TyperGroup):
@@ -172,20 +172,17 @@ def _load_config(ctx: typer.Context, _param, path: Path | None) -> Path | None:
 
 
 def _setting_table(path, section: str, option: str, table: dict, names: set[str]) -> dict:
-    """``[methods.ig] steps = 16``: the settings as ``--method-param`` items; on a command
-    that runs several, the tables also say which run (``--methods`` still wins)."""
-    items = []
+    """``[methods.ig] steps = 16``: the settings as ``--method-param`` items, kept aside so
+    that the command line's items add to them (see :func:`_with_config`); on a command that
+    runs several, the tables also say which run (``--methods`` still wins)."""
     for name, settings in table.items():
         if not isinstance(settings, dict):
             _fail(
                 f"config {path}: {section}.{name} must be a table of settings, e.g. "
                 f"[{section}.{name}] followed by setting = value lines"
             )
-        items += [f"{name}.{key}={value!r}" for key, value in settings.items()]
-    found = {option: items}
-    if section in names:
-        found[section] = ",".join(table)
-    return found
+    _state["config_params"][option] = table  # TOML values keep their types
+    return {section: ",".join(table)} if section in names else {}
 
 
 ConfigOpt = Annotated[
@@ -198,6 +195,15 @@ ConfigOpt = Annotated[
     ),
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+
+
+def _settings(option: str, items: list[str] | None) -> dict[str, dict[str, Any]]:
+    """Entries' settings: the config file's tables, then the command line's items (which win,
+    setting by setting)."""
+    from attrib_audit.params import merge, parse_assignments
+
+    flag = "--" + option.replace("_", "-")
+    return merge(_state["config_params"].get(option), parse_assignments(items, flag=flag))
 
 
 def _say(line: str) -> None:
@@ -312,6 +318,7 @@ def _main(
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
 ) -> None:
     _state["debug"] = debug
+    _state["config_params"] = {}  # filled by --config, which the command parses next
     if version:
         from attrib_audit import __version__
 
@@ -444,16 +451,15 @@ def attribute(
 
     def go():
         from attrib_audit.errors import SettingError
-        from attrib_audit.params import parse_assignments
+        from attrib_audit.params import build
+        from attrib_audit.registry import METHODS
 
-        given = parse_assignments(method_param, flag="--method-param")
-        for name in sorted(set(given) - {method}):
-            raise SettingError(
-                "--method-param",
-                f"sets {name!r}, but the maps are of --method {method}",
-                is_flag=True,
-            )
+        given = _settings("method_param", method_param)
+        for name in sorted(set(given) - {method}):  # another method's: ignored, unless a typo
+            if name not in METHODS:
+                raise SettingError("--method-param", METHODS.unknown_message(name), is_flag=True)
         params = given.get(method, {})
+        build(METHODS.get(method).params, params, owner=f"method_params.{method}")  # check now
         from attrib_audit.device import resolve_device
 
         dev = resolve_device(device)
@@ -666,7 +672,6 @@ def audit(
     """Attack a model's attributions, measure how far they move, write reports, gate CI."""
     from attrib_audit.config import AuditConfig
     from attrib_audit.models.card import parse_floats
-    from attrib_audit.params import parse_assignments
     from attrib_audit.pipeline import audit as run_audit
     from attrib_audit.report.console import summary_table
 
@@ -684,9 +689,9 @@ def audit(
             methods=_split(methods),
             attacks=_split(attacks),
             metrics=_split(metrics),
-            method_params=parse_assignments(method_param, flag="--method-param"),
-            attack_params=parse_assignments(attack_param, flag="--attack-param"),
-            metric_params=parse_assignments(metric_param, flag="--metric-param"),
+            method_params=_settings("method_param", method_param),
+            attack_params=_settings("attack_param", attack_param),
+            metric_params=_settings("metric_param", metric_param),
             epsilons=list(parse_floats(epsilons, "--epsilon")) if epsilons else None,
             steps=steps,
             step_size=parse_floats(step_size, "--step-size")[0] if step_size else None,

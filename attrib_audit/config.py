@@ -82,8 +82,9 @@ class AuditConfig(LoadOptions):
     formats: list[str] = _output(default_factory=lambda: list(FORMATS))
     resume: bool = _output(False)
 
-    def resolved(self, pixels: int) -> AuditConfig:
-        """A copy with the preset and the defaults filled in, k scaled to ``pixels``."""
+    def resolved(self, pixels: int | None) -> AuditConfig:
+        """A copy with the preset and the defaults filled in, k scaled to ``pixels``
+        (``None``: before the model is loaded; every k is then left as given)."""
         preset: dict[str, Any] = {}
         if self.preset is not None:
             if self.preset not in PRESETS:
@@ -96,13 +97,13 @@ class AuditConfig(LoadOptions):
             given = getattr(self, name)
             values[name] = given if given is not None else preset.get(name, default)
         ref = preset.get("pixels")
-        if self.k is None and "k" in preset:  # the paper's k, scaled
+        if pixels is not None and self.k is None and "k" in preset:  # the paper's k, scaled
             values["k"] = scaled_k(preset["k"], pixels, ref)
-        if values["k"] is None:
+        if pixels is not None and values["k"] is None:
             values["k"] = max(1, round(pixels / 8))
         for name in ("method_params", "attack_params", "metric_params"):
             from_preset = preset.get(name, {})
-            if name == "attack_params":  # the papers' attack k, scaled like k
+            if name == "attack_params" and pixels is not None:  # the papers' attack k, scaled
                 from_preset = {
                     a: {s: scaled_k(v, pixels, ref) if s == "k" else v for s, v in p.items()}
                     for a, p in from_preset.items()

@@ -37,7 +37,7 @@ def setting(
     choices: tuple[Any, ...] | None = None,
 ) -> Any:
     """A dataclass field with its help text and valid range (``min``/``max`` inclusive,
-    ``above`` exclusive; ``choices`` the valid values)."""
+    ``above`` exclusive; ``choices`` the valid strings)."""
     meta = {"help": help, "min": min, "max": max, "above": above, "choices": choices}
     return dataclasses.field(default=default, metadata=meta)
 
@@ -78,10 +78,11 @@ def build(cls: type[Params], values: Mapping[str, Any], *, owner: str) -> Params
         raise SettingError(
             f"{owner}.{unknown[0]}", f"is not a setting of {entry}; its settings: {valid}"
         )
+    hints = typing.get_type_hints(cls)
     try:
-        return cls(**{k: _literal(v) for k, v in values.items()})
+        return cls(**{k: _from_text(v, hints[k]) for k, v in values.items()})
     except SettingError as exc:
-        raise SettingError(f"{owner}.{exc.field}", exc.detail) from None
+        raise SettingError(f"{owner}.{exc.field}", exc.template, refs=exc.refs) from None
 
 
 def describe(cls: type[Params]) -> list[tuple[str, str, Any, str]]:
@@ -126,13 +127,27 @@ def text(value: str) -> str:
     return _Text(value)
 
 
-def _literal(value: Any) -> Any:
+def _from_text(value: Any, hint: Any) -> Any:
+    """A command-line value for a setting of type ``hint``: a str setting takes the text as it
+    is, a bool one also takes true/false/yes/no/1/0; anything else is read as a Python
+    literal (``16``, ``0.5``, ``None``), the text itself where it is none."""
     if not isinstance(value, _Text):
         return value
+    raw = str(value)
+    allowed = _allowed(hint)
+    if bool in allowed and raw.lower() in _BOOLS:
+        return _BOOLS[raw.lower()]
     try:
-        return ast.literal_eval(str(value))
+        parsed = ast.literal_eval(raw)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return str(value)
+        return raw
+    others = tuple(t for t in allowed if t is not str and isinstance(t, type))
+    if str in allowed and not (others and isinstance(parsed, others)):
+        return raw  # a str setting keeps the text: "3" stays "3"
+    return parsed
+
+
+_BOOLS = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
 
 
 def _allowed(hint: Any) -> tuple[Any, ...]:
@@ -154,19 +169,22 @@ def _coerce(value: Any, hint: Any, name: str) -> Any:
                 return value
         elif t is int:
             if isinstance(value, int) and not isinstance(value, bool):
+                if abs(value) >= 2**63:
+                    raise SettingError(name, f"is too large, got {value!r:.40}")
                 return value
             if isinstance(value, float) and value.is_integer():  # 16.0 from a TOML file
                 return int(value)
         elif t is float:
             if isinstance(value, (int, float)) and not isinstance(value, bool):
-                if not math.isfinite(value):
-                    raise SettingError(name, f"must be a finite number, got {value}")
-                return float(value)
-        elif t is str:
-            if isinstance(value, str):
-                return str(value)
-        elif (typing.get_origin(t) is tuple or t is tuple) and isinstance(value, (list, tuple)):
-            return tuple(value)
+                try:
+                    number = float(value)
+                except OverflowError:
+                    number = math.inf
+                if not math.isfinite(number):
+                    raise SettingError(name, f"must be a finite number, got {value!r:.40}")
+                return number
+        elif t is str and isinstance(value, str):
+            return str(value)
     want = " or ".join(_type_name(t) for t in allowed if t is not type(None))
     raise SettingError(name, f"must be {want}, got {value!r:.40}")
 
@@ -175,10 +193,9 @@ def _check_range(value: Any, f: dataclasses.Field) -> None:
     m = f.metadata
     if value is None:
         return
-    if m.get("choices") is not None and value not in m["choices"]:
-        raise SettingError(
-            f.name, f"must be one of {', '.join(map(str, m['choices']))}, got {value!r}"
-        )
+    choices = m.get("choices")
+    if choices is not None and isinstance(value, str) and value not in choices:  # str choices
+        raise SettingError(f.name, f"must be one of {', '.join(map(str, choices))}, got {value!r}")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if m.get("min") is not None and value < m["min"]:
             raise SettingError(f.name, f"must be >= {m['min']:g}, got {value}")

@@ -74,15 +74,13 @@ def audit(
     return report
 
 
-def _check_settings_target(kind: str, given: dict[str, dict], names: list[str]) -> None:
-    """The user's settings name entries the audit runs (a setting that would be ignored, or
-    a misspelt name, is refused)."""
-    for name in sorted(set(given) - set(names)):
-        raise SettingError(
-            f"{kind}_params.{name}",
-            f"sets {kind} {name!r}, which the audit does not run (it runs {', '.join(names)}); "
-            f"add it to --{kind}s or drop the setting",
-        )
+def _check_settings_target(registry, given: dict[str, dict]) -> None:
+    """The user's settings name registered entries: a misspelt name is refused; the settings
+    of an entry this audit does not run are not used (one config file can serve audits that
+    run different methods)."""
+    for name in sorted(given):
+        if name not in registry:
+            raise SettingError(f"{registry.kind}_params", registry.unknown_message(name))
 
 
 def _bind_all(registry, names: list[str], settings: dict[str, dict], fill: dict) -> tuple:
@@ -107,7 +105,7 @@ def plan(config: AuditConfig, device) -> Plan:
     from attrib_audit.data import data_for
     from attrib_audit.models import load_model, sample_model, smooth_surrogate
     from attrib_audit.models.bundled import bundled_data
-    from attrib_audit.report.gate import load_report, validate_require
+    from attrib_audit.report.gate import load_report
 
     for fmt in config.formats:
         if fmt not in FORMATS:
@@ -123,6 +121,7 @@ def plan(config: AuditConfig, device) -> Plan:
     drop = config.max_drop
     if drop is not None and not (math.isfinite(drop) and drop >= 0):
         raise SettingError("max_drop", f"must be a finite number >= 0, got {config.max_drop}")
+    _bind(config, config.resolved(None), None)  # every setting checked before the model loads
     baseline = load_report(config.baseline, what="baseline report") if config.baseline else None
     path = config.model or str(sample_model())
     loaded = load_model(path, **config.load_options())
@@ -139,27 +138,7 @@ def plan(config: AuditConfig, device) -> Plan:
     c, h, w = card.input_shape
     cfg = config.resolved(h * w)
     cfg = dataclasses.replace(cfg, data=data_source, model=path)
-    for kind, names in (("method", cfg.methods), ("attack", cfg.attacks)):
-        _check_settings_target(kind, getattr(config, f"{kind}_params"), names)
-    methods = _bind_all(METHODS, cfg.methods, cfg.method_params, {})
-    attacks = _bind_all(ATTACKS, cfg.attacks, cfg.attack_params, {"k": cfg.k})
-    for a in attacks:
-        if not a.entry.facts.keeps_prediction:
-            raise SettingError(
-                "attacks",
-                f"{a.name!r} changes predictions and is not an attribution attack; "
-                "use {adv_accuracy} for adversarial accuracy",
-                refs=("adv_accuracy",),
-            )
-    metric_names = cfg.metrics or METRICS.names()
-    _check_settings_target("metric", config.metric_params, metric_names)
-    metrics = _bind_all(METRICS, metric_names, cfg.metric_params, {})
-    validate_require(cfg.require, cfg.methods, metric_names)
-    if any("adversarial_accuracy" in r for r in cfg.require) and not cfg.adv_accuracy:
-        raise SettingError(
-            "require", "on adversarial_accuracy needs {adv_accuracy}", refs=("adv_accuracy",)
-        )
-    _check_settings(cfg, attacks, h * w)
+    methods, attacks, metrics = _bind(config, cfg, h * w)
     data = data_for(card, data_source, cfg.samples)
     data.check_labels(loaded.num_classes)
     with warnings.catch_warnings():
@@ -167,7 +146,7 @@ def plan(config: AuditConfig, device) -> Plan:
         module = module_on(loaded.module, device)
         surrogate = smooth_surrogate(module, cfg.beta)
     return Plan(
-        config=dataclasses.replace(cfg, metrics=list(metric_names)),
+        config=dataclasses.replace(cfg, metrics=[m.name for m in metrics]),
         methods=methods,
         attacks=attacks,
         metrics=metrics,
@@ -179,7 +158,34 @@ def plan(config: AuditConfig, device) -> Plan:
     )
 
 
-def _check_settings(cfg: AuditConfig, attacks: tuple[Bound, ...], pixels: int) -> None:
+def _bind(config: AuditConfig, cfg: AuditConfig, pixels: int | None) -> tuple:
+    """The methods, attacks and metrics of the resolved ``cfg`` with their settings checked,
+    and every other setting checked (``pixels`` None: those that need the model wait)."""
+    from attrib_audit.report.gate import validate_require
+
+    for registry in (METHODS, ATTACKS, METRICS):
+        _check_settings_target(registry, getattr(config, f"{registry.kind}_params"))
+    methods = _bind_all(METHODS, cfg.methods, cfg.method_params, {})
+    attacks = _bind_all(ATTACKS, cfg.attacks, cfg.attack_params, {"k": cfg.k})
+    for a in attacks:
+        if not a.entry.facts.keeps_prediction:
+            raise SettingError(
+                "attacks",
+                f"{a.name!r} changes predictions and is not an attribution attack; "
+                "use {adv_accuracy} for adversarial accuracy",
+                refs=("adv_accuracy",),
+            )
+    metrics = _bind_all(METRICS, cfg.metrics or METRICS.names(), cfg.metric_params, {})
+    validate_require(cfg.require, cfg.methods, [m.name for m in metrics])
+    if any("adversarial_accuracy" in r for r in cfg.require) and not cfg.adv_accuracy:
+        raise SettingError(
+            "require", "on adversarial_accuracy needs {adv_accuracy}", refs=("adv_accuracy",)
+        )
+    _check_settings(cfg, attacks, pixels)
+    return methods, attacks, metrics
+
+
+def _check_settings(cfg: AuditConfig, attacks: tuple[Bound, ...], pixels: int | None) -> None:
     """Settings that would make the audit trivial or meaningless are refused (the numbers it
     would give prove nothing, so no gate may pass on them)."""
     if not cfg.epsilons or any(not math.isfinite(e) or e < 0 for e in cfg.epsilons):
@@ -202,7 +208,7 @@ def _check_settings(cfg: AuditConfig, attacks: tuple[Bound, ...], pixels: int) -
     ks = [("k", cfg.k)] + [
         (f"attack_params.{a.name}.k", a.params.k) for a in attacks if hasattr(a.params, "k")
     ]
-    for name, k in ks:
+    for name, k in ks if pixels is not None else ():
         if not 1 <= k < pixels:
             raise SettingError(
                 name,

@@ -10,13 +10,20 @@ from __future__ import annotations
 
 from typing import Any
 
+
+def _ifia_k(k: int) -> dict[str, dict[str, int]]:
+    """The papers' attack k, for every IFIA goal (the top-k pixels pushed out, or the target
+    region's size)."""
+    return {name: {"k": k} for name in ("ifia-topk", "ifia-mass-center", "ifia-targeted")}
+
+
 PRESETS: dict[str, dict[str, Any]] = {
     # Chen et al. (RAR) Sec. 5 and Sarkar et al. (CACR) appendix: IFIA top-k on IG.
     "mnist": {
         "methods": ["ig"],
         "attacks": ["ifia-topk"],
         "epsilons": [0.3],
-        "attack_params": {"ifia-topk": {"k": 200}},
+        "attack_params": _ifia_k(200),
         "k": 100,
         "steps": 100,
         "step_size": 0.01,
@@ -30,7 +37,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "methods": ["ig"],
         "attacks": ["ifia-topk"],
         "epsilons": [0.1],
-        "attack_params": {"ifia-topk": {"k": 100}},
+        "attack_params": _ifia_k(100),
         "k": 100,
         "steps": 100,
         "step_size": 0.01,
@@ -44,7 +51,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "methods": ["ig"],
         "attacks": ["ifia-topk"],
         "epsilons": [8 / 255],
-        "attack_params": {"ifia-topk": {"k": 100}},
+        "attack_params": _ifia_k(100),
         "k": 100,
         "steps": 50,
         "step_size": 1 / 255,
@@ -58,7 +65,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "methods": ["ig"],
         "attacks": ["ifia-topk"],
         "epsilons": [8 / 255],
-        "attack_params": {"ifia-topk": {"k": 1000}},
+        "attack_params": _ifia_k(1000),
         "k": 1000,
         "steps": 100,
         "step_size": 1 / 255,
@@ -73,7 +80,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "methods": ["sm", "ig", "sg", "ug"],
         "attacks": ["ifia-topk", "manipulate"],
         "epsilons": [2 / 255, 4 / 255, 8 / 255, 16 / 255],
-        "attack_params": {"ifia-topk": {"k": 20}},
+        "attack_params": _ifia_k(20),
         "k": 20,
         "steps": 50,
         "step_size": None,

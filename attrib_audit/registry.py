@@ -166,8 +166,10 @@ class Registry:
                 "uninstall one of the two packages or rename the entry point"
             )
         declared = getattr(obj, ENTRY_ATTRIBUTE, None)
-        if isinstance(declared, Entry) and params is None and not facts:
-            params, fact_values = declared.params, declared.facts
+        if isinstance(declared, Entry):  # what is given here overrides the declaration
+            params = params or declared.params
+            known = dataclasses.asdict(declared.facts) if declared.facts is not None else {}
+            fact_values = self._facts(name, {**known, **facts})
         else:
             fact_values = self._facts(name, facts)
         if not version and source == BUILTIN_SOURCE:

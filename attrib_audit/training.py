@@ -25,6 +25,7 @@ from torch import nn
 
 from attrib_audit.errors import AttribAuditError, SettingError
 from attrib_audit.models.card import LoadOptions
+from attrib_audit.presets import PRESETS
 
 STATE = "training-state.pt"
 OPTIMIZERS = ("adam", "sgd")
@@ -76,6 +77,7 @@ class FinetuneConfig(LoadOptions):
                 "device",
             )
         }
+        d["params"] = _objective_params(self).as_dict()  # lam=.5 and lam=0.5 are one run
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -116,16 +118,24 @@ def _dist() -> tuple[int, int, int]:
 def _objective(cfg: FinetuneConfig, value_range):
     """The objective, its keyword arguments (its checked settings and the value range), and
     whether it takes a generator and an attack model."""
-    from attrib_audit.params import build
     from attrib_audit.registry import OBJECTIVES
 
     entry = OBJECTIVES.get(cfg.objective)
-    params = build(entry.params, cfg.params, owner=f"objective_params.{cfg.objective}")
+    params = _objective_params(cfg)
     sig = inspect.signature(entry.obj).parameters
     fixed = {f: getattr(params, f) for f in params.as_dict()}
     if "value_range" in sig:
         fixed["value_range"] = tuple(value_range)
     return entry.obj, fixed, "generator" in sig, "attack_model" in sig
+
+
+def _objective_params(cfg: FinetuneConfig):
+    """The objective's settings, checked by its settings class."""
+    from attrib_audit.params import build
+    from attrib_audit.registry import OBJECTIVES
+
+    entry = OBJECTIVES.get(cfg.objective)
+    return build(entry.params, cfg.params, owner=f"objective_params.{cfg.objective}")
 
 
 def _default(fn: Callable, name: str) -> Any:
@@ -237,6 +247,13 @@ def finetune(
         raise AttribAuditError("{steps} and {epochs} must be >= 1", refs=("steps", "epochs"))
     if cfg.batch_size < world:
         raise SettingError("batch_size", f"{cfg.batch_size} is smaller than the {world} processes")
+    _objective_params(cfg)  # the objective and its settings, before anything loads
+    if cfg.audit and cfg.audit_samples is not None and cfg.audit_samples < 1:
+        raise SettingError("audit_samples", f"must be >= 1, got {cfg.audit_samples}")
+    if cfg.audit and cfg.audit_preset is not None and cfg.audit_preset not in PRESETS:
+        raise SettingError(
+            "preset", f"{cfg.audit_preset!r} is unknown; valid presets: {', '.join(PRESETS)}"
+        )
     src = Path(cfg.model)
     out = Path(cfg.out)
     loaded = load_model(src, **cfg.load_options())

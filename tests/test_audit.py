@@ -189,18 +189,28 @@ def test_settings_of_entries_reach_the_attack_and_the_report(monkeypatch):
         ({"method_params": {"ig": {"stepz": 3}}}, r"method_params.ig.stepz is not a setting"),
         ({"method_params": {"ig": {"steps": 0}}}, r"method_params.ig.steps must be >= 1"),
         ({"method_params": {"ig": {"method": "simpson"}}}, r"must be one of riemann_left"),
-        ({"method_params": {"sg": {"samples": 3}}}, r"sets method 'sg', which the audit does"),
+        ({"method_params": {"igg": {"steps": 3}}}, r"unknown method 'igg' \(did you mean 'ig'"),
         ({"attack_params": {"ifia-topk": {"k": 64}}}, r"attack_params.ifia-topk.k 64 must be"),
         ({"metric_params": {"kendall": {"k": 3}}}, r"metric_params.kendall.k is not a setting"),
     ],
 )
 def test_bad_settings_are_refused_before_any_attack(settings, message, monkeypatch):
+    import attrib_audit.models
     from attrib_audit.errors import SettingError
 
     audit_module = importlib.import_module("attrib_audit.pipeline")
     monkeypatch.setattr(audit_module, "run_grid", lambda *a, **k: pytest.fail("it ran"))
+    if "k" not in str(settings.get("attack_params", {})):  # k's range needs the model's size
+        monkeypatch.setattr(attrib_audit.models, "load_model", lambda *a, **k: pytest.fail("load"))
     with pytest.raises(SettingError, match=message):
         audit(AuditConfig(**{**QUICK, **settings}, out=None))
+
+
+def test_settings_of_a_method_the_audit_does_not_run_are_not_used():
+    """One config file can serve audits of different methods."""
+    cfg = {**QUICK, "samples": 4, "epsilons": [8 / 255], "methods": ["sm"], "attacks": ["random"]}
+    report = audit(AuditConfig(**cfg, out=None))
+    assert report["config"]["methods"] == {"sm": {}}
 
 
 def test_resume_refuses_a_changed_setting_of_an_entry(tmp_path):

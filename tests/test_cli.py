@@ -122,11 +122,13 @@ def test_api_attribute_rejects_a_misspelt_setting(digits_model):
     from attrib_audit import attribute
 
     x = torch.zeros(1, 1, 8, 8)
-    with pytest.raises(ValueError, match="method 'ig' has no setting 'stesp'"):
+    with pytest.raises(ValueError, match="method_params.ig.stesp is not a setting of ig"):
         attribute(digits_model, x, method="ig", stesp=4)
     # a setting of another method is refused too (it would be ignored); context every method
     # may take (seed, explain, max_batch) is passed only where it is taken
-    with pytest.raises(ValueError, match="method 'sm' has no setting 'steps'"):
+    with pytest.raises(
+        ValueError, match="method_params.sm.steps is not a setting of sm; its settings: none"
+    ):
         attribute(digits_model, x, method="sm", steps=4)
     assert attribute(digits_model, x, method="sm", seed=3).shape == x.shape
     with pytest.raises(ValueError, match="ig.steps must be >= 1"):
@@ -297,3 +299,52 @@ def test_version_and_a_missing_command():
     assert result.exit_code == 0 and result.stdout.strip() == f"attrib-audit {__version__}"
     result = runner.invoke(app, ["--debug"])
     assert result.exit_code == 2 and "missing command" in result.stderr
+
+
+def test_config_tables_and_flags_merge_setting_by_setting(tmp_path):
+    cfg = tmp_path / "audit.toml"
+    cfg.write_text('[methods.ig]\nsteps = 4\nmethod = "riemann_left"\n')
+    base = ["audit", *AUDIT_QUICK[:5], "--epsilon", "8/255", "--attacks", "random"]
+    base += ["--format", "json"]
+    base += ["--config", str(cfg)]
+    result = runner.invoke(
+        app, [*base, "--method-param", "ig.steps=2", "--out", str(tmp_path / "a")]
+    )
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "a" / "report.json").read_text())["config"]
+    assert config["methods"] == {"ig": {"steps": 2, "method": "riemann_left", "baseline": "zeros"}}
+    # --methods wins over the tables' choice; the unused table's settings are not used
+    result = runner.invoke(app, [*base, "--methods", "sm", "--out", str(tmp_path / "b")])
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "b" / "report.json").read_text())["config"]
+    assert config["methods"] == {"sm": {}}
+
+
+@pytest.mark.parametrize(
+    "item, message",
+    [
+        ("sm.target=1", "--method-param sm.target is not a setting of sm; its settings: none"),
+        ("ig.create_graph=False", "--method-param ig.create_graph is not a setting of ig"),
+        ("ig.steps=0", "--method-param ig.steps must be >= 1, got 0"),
+        ("igg.steps=3", "unknown method 'igg' (did you mean 'ig'?)"),
+    ],
+)
+def test_attribute_refuses_what_is_not_a_setting_before_loading(tmp_path, item, message):
+    method = item.split(".")[0] if not item.startswith("igg") else "ig"
+    out = tmp_path / "maps"
+    result = runner.invoke(
+        app,
+        [
+            "attribute",
+            DIGITS,
+            "digits",
+            "--method",
+            method,
+            "--method-param",
+            item,
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and result.stderr.count("\n") == 1 and not out.exists()

@@ -106,7 +106,9 @@ class IGParams(Params):
         "quadrature: riemann_left/right/middle/trapezoid or gausslegendre",
         choices=IG_METHODS,
     )
-    baseline: str = setting("zeros", "the path's start: zeros, blur or uniform", choices=BASELINES)
+    baseline: str | float = setting(
+        "zeros", "the path's start: zeros, blur, uniform or a constant value", choices=BASELINES
+    )
 
     def check(self) -> None:
         quadrature(self.steps, self.method)  # riemann_trapezoid needs two points

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from attrib_audit.attributions._common import check_inputs, folded_gradients, make_generator
-from attrib_audit.errors import SettingError
+from attrib_audit.errors import AttribAuditError
 
 # (shape, generator, like) -> noise of that shape on like's device and dtype
 Draw = Callable[[tuple[int, ...], "torch.Generator | None", Tensor], Tensor]
@@ -62,7 +62,7 @@ def noise_tunnel(
     check_inputs(x, target)
     if noise is None:
         if samples < 1:
-            raise SettingError("samples", f"must be >= 1, got {samples}")
+            raise AttribAuditError(f"the noise tunnel needs samples >= 1, got {samples}")
         noise = draw((samples, *x.shape), make_generator(x, seed, generator), x)
     noise = noise.to(x)
     if noise.shape[1:] != x.shape:
