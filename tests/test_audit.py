@@ -85,6 +85,7 @@ def test_html_has_every_section_and_escapes_user_strings(tmp_path):
     ):
         assert f'<section id="{section}">' in html
     assert hostile not in html and "&lt;script&gt;" in html
+    assert "(Integrated Gradients)" in html and "(Saliency map)" in html  # the titles
     assert html.count("data:image/png;base64,") >= 6
 
 

@@ -130,6 +130,15 @@ def gallery_items(report: dict, gallery: dict[str, list[dict]]) -> list[dict[str
     return out
 
 
+def _method_titles(report: dict[str, Any]) -> dict[str, str]:
+    """Each summarised method's title (its registered ``title`` fact), where it is registered
+    here."""
+    from attrib_audit.registry import METHODS
+
+    names = [m for m in report.get("summary", {}) if isinstance(m, str)]
+    return {m: METHODS.get(m).facts.title for m in names if m in METHODS}
+
+
 def render_html(report: dict[str, Any], gallery: dict[str, list[dict]] | None = None) -> str:
     env = Environment(
         loader=PackageLoader("attrib_audit.report", "templates"),
@@ -141,6 +150,7 @@ def render_html(report: dict[str, Any], gallery: dict[str, list[dict]] | None = 
     config = {k: v for k, v in report["config"].items()}
     return env.get_template("report.html.j2").render(
         r=report,
+        titles=_method_titles(report),
         metrics=metrics,
         curves=curves_uri(report, metrics) if metrics else None,
         distributions=distributions_uri(report, metrics) if metrics else None,
