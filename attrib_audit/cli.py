@@ -394,6 +394,8 @@ def inspect_model_command(
             "ONNX conversion",
             f"max |logit diff| vs onnxruntime {info['onnx_conversion_max_abs_error']:.2e}",
         )
+    for note in info.get("onnx_notes", []):
+        table.add_row("", escape(note))
     s = info["surrogate"]
     table.add_row(
         "surrogate",

@@ -69,6 +69,7 @@ def inspect_model(
         "activation_modules": dict(acts),
         "functional_relu_calls": functional,
         "onnx_conversion_max_abs_error": loaded.conversion_error,
+        "onnx_notes": list(loaded.onnx_notes),
         "surrogate": {
             "beta": beta,
             "replaced": len(surrogate.replaced),

@@ -69,6 +69,7 @@ class LoadedModel:
     onnx_session: Any = None
     onnx_input: str | None = None
     conversion_error: float | None = None
+    onnx_notes: tuple[str, ...] = ()  # what the conversion changed (a removed Softmax ...)
 
     @property
     def num_classes(self) -> int:
@@ -259,9 +260,26 @@ def _load_onnx(path: Path, card: ModelCard):
     card = graph_card.merged(**{k: v for k, v in vars(card).items() if v not in (None, {})})
     if card.input_shape is None and facts.input_shape is not None:
         card = card.with_(input_shape=facts.input_shape)
+    model, removed = onnx_graph.strip_output_activation(model)
+    notes = []
+    if removed:  # onnxruntime then runs the same graph: the original up to the logits
+        notes.append(
+            f"the graph ends in {removed}; it was removed, so the maps explain the logits "
+            "before it (predictions are unchanged)"
+        )
+        sess = onnx_graph.session(model.SerializeToString(), facts.input_name, facts.batch)
+    else:
+        sess = onnx_graph.session(path, facts.input_name, facts.batch)
     module = onnx_graph.convert(onnx_graph.normalise(model))
-    sess = onnx_graph.session(path)
-    return module, card, sess, facts.input_name
+    if facts.batch == 1:
+        module = onnx_graph.PerSample(module)
+        notes.append("the graph fixes a batch of 1; it runs one sample at a time")
+    elif facts.batch is not None:
+        raise AttribAuditError(
+            f"the ONNX graph fixes its batch at {facts.batch}; re-export it with a dynamic "
+            "batch dimension (or a batch of 1)"
+        )
+    return module, card, sess, facts.input_name, tuple(notes)
 
 
 def _probe(card: ModelCard, n: int = 4, seed: int = 0) -> Tensor:
@@ -315,8 +333,9 @@ def load_model(
     )
     fmt = format or _format_for(path, LOADERS)
     sess = input_name = None
+    onnx_notes: tuple[str, ...] = ()
     if fmt == "onnx":
-        inner, the_card, sess, input_name = _load_onnx(path, the_card)
+        inner, the_card, sess, input_name, onnx_notes = _load_onnx(path, the_card)
     else:
         inner = LOADERS.get(fmt).obj(path, the_card, trust=trust)
     if not isinstance(inner, nn.Module):
@@ -368,7 +387,9 @@ def load_model(
     error = None
     if sess is not None:
         error = onnx_graph.verify(inner, sess, input_name, module.normalize(probe))
-    return LoadedModel(module, the_card, fmt, sha256(path), path, sess, input_name, error)
+    return LoadedModel(
+        module, the_card, fmt, sha256(path), path, sess, input_name, error, onnx_notes
+    )
 
 
 def _format_for(path: Path, loaders) -> str:

@@ -23,13 +23,21 @@ ATOL, RTOL = 1e-4, 1e-3
 CARD_METADATA_KEY = "attrib_audit.card"
 
 
+# opsets below this one are converted up first: onnx2torch lacks the old forms of some ops
+# (Gemm-7, for instance), which graphs from older exporters carry
+OLDEST_OPSET = 11
+OUTPUT_ACTIVATIONS = ("Softmax", "LogSoftmax")
+
+
 @dataclass(frozen=True)
 class OnnxFacts:
-    """What the graph says about its input, and the card it carries (if we wrote it)."""
+    """What the graph says about its input, and the card it carries (if we wrote it).
+    ``batch``: the input's batch size when the graph fixes it (often 1), else None."""
 
     input_name: str
     input_shape: tuple[int, ...] | None  # (C, H, W) when static
     card: dict[str, Any]
+    batch: int | None = None
 
 
 def read_facts(model: onnx.ModelProto) -> OnnxFacts:
@@ -44,6 +52,7 @@ def read_facts(model: onnx.ModelProto) -> OnnxFacts:
     shape = None
     if len(dims) >= 2 and all(d.HasField("dim_value") and d.dim_value > 0 for d in dims[1:]):
         shape = tuple(int(d.dim_value) for d in dims[1:])
+    batch = int(dims[0].dim_value) if dims and dims[0].HasField("dim_value") else None
     card: dict[str, Any] = {}
     for prop in model.metadata_props:
         if prop.key == CARD_METADATA_KEY:
@@ -53,21 +62,31 @@ def read_facts(model: onnx.ModelProto) -> OnnxFacts:
                 raise AttribAuditError(
                     f"the card embedded in the ONNX graph ({CARD_METADATA_KEY}) is not JSON"
                 ) from None
-    return OnnxFacts(inputs[0].name, shape, card)
+    return OnnxFacts(inputs[0].name, shape, card, batch if batch and batch > 0 else None)
 
 
 def normalise(model: onnx.ModelProto) -> onnx.ModelProto:
     """Rewrite what onnx2torch cannot take into equivalent graphs it can.
 
+    - Weights held as ``Constant`` nodes (tf2onnx, paddle2onnx and hand-built graphs):
+      turned into initialisers.
+    - Initialisers also listed as graph inputs (IR version < 4): dropped from the inputs.
     - Identity nodes over initialisers (emitted by exporters that de-duplicate equal
       initialisers): consumers are pointed at the initialiser itself.
-    - Opsets above ``TARGET_OPSET``: converted down with onnx's version converter.
+    - Opsets above ``TARGET_OPSET``, or below ``OLDEST_OPSET``: converted with onnx's version
+      converter.
     - ``Reshape(allowzero=1)`` whose shape is a constant without zeros: identical to
       ``allowzero=0``, which onnx2torch implements.
     """
     model = onnx.ModelProto.FromString(model.SerializeToString())
     graph = model.graph
+    _constants_to_initialisers(graph)
     inits = {i.name for i in graph.initializer}
+    real_inputs = [i for i in graph.input if i.name not in inits]
+    if len(real_inputs) != len(graph.input):
+        del graph.input[:]
+        graph.input.extend(real_inputs)
+        model.ir_version = max(model.ir_version, 4)
     outputs = {o.name for o in graph.output}
     rename: dict[str, str] = {}
     keep = []
@@ -85,13 +104,14 @@ def normalise(model: onnx.ModelProto) -> onnx.ModelProto:
                 node.input[i] = name
             graph.node.append(node)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
-    if opset is not None and opset > TARGET_OPSET:
+    if opset is not None and not OLDEST_OPSET <= opset <= TARGET_OPSET:
         try:
             model = version_converter.convert_version(model, TARGET_OPSET)
         except Exception as exc:
             raise AttribAuditError(
                 f"cannot convert the ONNX graph from opset {opset} to {TARGET_OPSET} for "
-                f"onnx2torch: {exc}; re-export the model with opset_version={TARGET_OPSET}"
+                f"onnx2torch: {_first_line(exc)}; re-export the model with "
+                f"opset_version={TARGET_OPSET}"
             ) from None
     constants = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
     for node in model.graph.node:
@@ -104,19 +124,103 @@ def normalise(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
+def _constants_to_initialisers(graph: onnx.GraphProto) -> None:
+    """``Constant`` nodes holding a tensor become initialisers of the same name."""
+    keep, moved = [], []
+    for node in graph.node:
+        tensor = next((a.t for a in node.attribute if a.name == "value" and a.HasField("t")), None)
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and tensor is not None:
+            t = onnx.TensorProto()
+            t.CopyFrom(tensor)
+            t.name = node.output[0]
+            moved.append(t)
+        else:
+            keep.append(node)
+    if moved:
+        del graph.node[:]
+        graph.node.extend(keep)
+        graph.initializer.extend(moved)
+
+
+def strip_output_activation(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str | None]:
+    """A graph ending in ``Softmax``/``LogSoftmax`` over the classes, without it (its input,
+    the logits, becomes the output), and the op removed; the graph itself when it has none.
+    The maps then explain the logits, as for any other classifier; predictions are the same."""
+    graph = model.graph
+    if len(graph.output) != 1:
+        return model, None
+    out = graph.output[0].name
+    last = [n for n in graph.node if out in n.output]
+    if len(last) != 1 or last[0].op_type not in OUTPUT_ACTIVATIONS:
+        return model, None
+    node = last[0]
+    axis = next((a.i for a in node.attribute if a.name == "axis"), None)
+    if axis not in (None, 1, -1):
+        return model, None
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    graph = model.graph
+    node = next(n for n in graph.node if out in n.output)
+    logits = node.input[0]
+    graph.node.remove(node)
+    info = onnx.ValueInfoProto()
+    info.CopyFrom(graph.output[0])
+    info.name = logits
+    del graph.output[:]
+    graph.output.append(info)
+    return model, node.op_type
+
+
+class PerSample(nn.Module):
+    """A converted graph with a fixed batch of one, run one sample at a time (gradients flow
+    through each call; the batch is put back together)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.inner(x[i : i + 1]) for i in range(x.shape[0])])
+
+
 def convert(model: onnx.ModelProto) -> nn.Module:
     from onnx2torch import convert as onnx2torch_convert
 
     try:
         return onnx2torch_convert(model)
     except Exception as exc:
+        where = _failing_node(model, exc)
         raise AttribAuditError(
-            f"onnx2torch cannot convert this graph ({type(exc).__name__}: {_first_line(exc)}); "
-            "export the model in PyTorch form (state_dict + --arch) instead"
+            f"onnx2torch cannot convert this graph{where} ({type(exc).__name__}: "
+            f"{_first_line(exc)}); export the model in PyTorch form (state_dict + --arch) "
+            "instead"
         ) from None
 
 
-def session(path_or_bytes: str | Path | bytes):
+def _failing_node(model: onnx.ModelProto, exc: Exception) -> str:
+    """ " at node NAME (OP)" for the node a converter error names, when it can be told."""
+    text = str(exc)
+    for node in model.graph.node:
+        if f"operation_type='{node.op_type}'" in text or (node.name and node.name in text):
+            return f" at node {node.name or '(unnamed)'} ({node.op_type})"
+    return ""
+
+
+class Runtime:
+    """An onnxruntime session of the graph, run on batches of any size (one sample at a time
+    where the graph fixes a batch of one)."""
+
+    def __init__(self, sess, input_name: str, batch: int | None = None) -> None:
+        self.sess, self.input_name, self.batch = sess, input_name, batch
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        a = x.detach().cpu().float().numpy()
+        if self.batch == 1:
+            outs = [self.sess.run(None, {self.input_name: a[i : i + 1]})[0] for i in range(len(a))]
+            return torch.from_numpy(np.concatenate([np.asarray(o) for o in outs]))
+        return torch.from_numpy(np.asarray(self.sess.run(None, {self.input_name: a})[0]))
+
+
+def session(path_or_bytes: str | Path | bytes, input_name: str = "", batch: int | None = None):
     import onnxruntime as ort
 
     providers = ["CPUExecutionProvider"]
@@ -124,14 +228,15 @@ def session(path_or_bytes: str | Path | bytes):
         providers.insert(0, "CUDAExecutionProvider")
     source = path_or_bytes if isinstance(path_or_bytes, bytes) else str(path_or_bytes)
     try:
-        return ort.InferenceSession(source, providers=providers)
+        sess = ort.InferenceSession(source, providers=providers)
     except Exception as exc:
         raise AttribAuditError(f"onnxruntime cannot run this graph: {_first_line(exc)}") from None
+    return Runtime(sess, input_name or sess.get_inputs()[0].name, batch)
 
 
-def run_session(sess, input_name: str, x: torch.Tensor) -> torch.Tensor:
-    out = sess.run(None, {input_name: x.detach().cpu().float().numpy()})[0]
-    return torch.from_numpy(np.asarray(out))
+def run_session(runtime: Runtime, input_name: str, x: torch.Tensor) -> torch.Tensor:
+    """The graph's outputs on ``x`` (``input_name`` is the runtime's own; kept for callers)."""
+    return runtime(x)
 
 
 def verify(module: nn.Module, sess, input_name: str, probe: torch.Tensor) -> float:

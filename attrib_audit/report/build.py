@@ -137,6 +137,7 @@ def build_report(plan: Plan, grid: Grid) -> dict[str, Any]:
             "conversion_max_abs_error": loaded.conversion_error,
             "rechecked": grid.onnx_checked,
             "disagreements": grid.onnx_disagreements,
+            "notes": list(loaded.onnx_notes),
         }
     n, n_correct = grid.n_samples, grid.n_correct
     report: dict[str, Any] = {

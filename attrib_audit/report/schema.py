@@ -57,6 +57,7 @@ SCHEMA = {
                 "onnx": {
                     "type": "object",
                     "required": ["conversion_max_abs_error", "rechecked", "disagreements"],
+                    "properties": {"notes": {"type": "array", "items": {"type": "string"}}},
                 },
             },
         },
