@@ -5,14 +5,21 @@ differentiate an attribution with respect to the input, get no signal from it. T
 replaces
 
 - ``nn.ReLU`` (in-place too) by ``softplus_beta``,
-- ``nn.ReLU6`` / ``nn.Hardtanh`` / ``nn.LeakyReLU`` by their smooth counterparts
-  (``clamp(x, a, b) = a + relu(x - a) - relu(x - b)`` and ``s x + (1 - s) relu(x)`` with
-  softplus for relu),
+- ``nn.ReLU6`` / ``nn.Hardtanh`` / ``nn.LeakyReLU`` / ``nn.PReLU`` by their smooth
+  counterparts (``clamp(x, a, b) = a + relu(x - a) - relu(x - b)`` and
+  ``s x + (1 - s) relu(x)`` with softplus for relu),
+- ``nn.Hardsigmoid`` (``relu6(x + 3) / 6``) and ``nn.Hardswish`` (``x hardsigmoid(x)``),
+  MobileNetV3's activations, the same way,
 - calls of ``F.relu``, ``torch.relu``, ``Tensor.relu`` (and ``_``-in-place forms),
-  ``F.relu6``, ``F.leaky_relu``, ``F.hardtanh`` made inside ``forward``, through a
-  ``TorchFunctionMode`` active while the surrogate runs.
+  ``F.relu6``, ``F.leaky_relu``, ``F.hardtanh``, ``F.hardsigmoid``, ``F.hardswish`` and
+  ``F.prelu`` made inside ``forward``, through a ``TorchFunctionMode`` active while the
+  surrogate runs.
 
-ReLUs compiled into TorchScript cannot be replaced; they are listed in ``unreplaced``.
+Activations that are smooth already (SiLU, GELU, ELU, SELU, CELU, Mish, Sigmoid, Tanh,
+Softplus) are kept. Piecewise operations that have no smooth stand-in here (max pooling) are kept
+too and reported in ``piecewise``: their second derivative is zero, but the activations around
+them carry the signal. ReLUs compiled into TorchScript cannot be replaced; they are listed in
+``unreplaced``.
 """
 
 from __future__ import annotations
@@ -44,8 +51,22 @@ def smooth_hardtanh(x: Tensor, beta: float, lo: float = -1.0, hi: float = 1.0) -
     return lo + _sp(x - lo, beta) - _sp(x - hi, beta)
 
 
-def smooth_leaky_relu(x: Tensor, beta: float, slope: float = 0.01) -> Tensor:
+def smooth_leaky_relu(x: Tensor, beta: float, slope: float | Tensor = 0.01) -> Tensor:
     return slope * x + (1 - slope) * _sp(x, beta)
+
+
+def smooth_hardsigmoid(x: Tensor, beta: float) -> Tensor:
+    return smooth_hardtanh(x + 3, beta, 0.0, 6.0) / 6
+
+
+def smooth_hardswish(x: Tensor, beta: float) -> Tensor:
+    return x * smooth_hardsigmoid(x, beta)
+
+
+def smooth_prelu(x: Tensor, beta: float, weight: Tensor) -> Tensor:
+    """PReLU's per-channel slope (channel dim 1) on the softplus form of leaky ReLU."""
+    slope = weight.reshape(-1, *([1] * (x.dim() - 2))) if x.dim() > 1 else weight
+    return smooth_leaky_relu(x, beta, slope)
 
 
 class SmoothActivation(nn.Module):
@@ -60,7 +81,22 @@ class SmoothActivation(nn.Module):
             return smooth_relu(x, self.beta)
         if self.kind == "hardtanh":
             return smooth_hardtanh(x, self.beta, **self.params)
+        if self.kind == "hardsigmoid":
+            return smooth_hardsigmoid(x, self.beta)
+        if self.kind == "hardswish":
+            return smooth_hardswish(x, self.beta)
         return smooth_leaky_relu(x, self.beta, **self.params)
+
+
+class SmoothPReLU(nn.Module):
+    """PReLU with softplus for relu; the learned slopes are the original module's."""
+
+    def __init__(self, prelu: nn.PReLU, beta: float) -> None:
+        super().__init__()
+        self.weight, self.beta = prelu.weight, beta
+
+    def forward(self, x: Tensor) -> Tensor:
+        return smooth_prelu(x, self.beta, self.weight)
 
     def extra_repr(self) -> str:
         args = ", ".join(f"{k}={v}" for k, v in self.params.items())
@@ -74,7 +110,28 @@ def _smooth_module(m: nn.Module, beta: float) -> nn.Module | None:
         return SmoothActivation("hardtanh", beta, lo=float(m.min_val), hi=float(m.max_val))
     if isinstance(m, nn.LeakyReLU):
         return SmoothActivation("leaky_relu", beta, slope=float(m.negative_slope))
+    if isinstance(m, nn.Hardsigmoid):
+        return SmoothActivation("hardsigmoid", beta)
+    if isinstance(m, nn.Hardswish):
+        return SmoothActivation("hardswish", beta)
+    if isinstance(m, nn.PReLU):
+        return SmoothPReLU(m, beta)
     return None
+
+
+# kept as they are: already smooth, or piecewise with no smooth stand-in (reported)
+SMOOTH_ALREADY = (
+    nn.SiLU,
+    nn.GELU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.Mish,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Softplus,
+)
+PIECEWISE = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d)
 
 
 def _arg(args, kwargs, i: int, name: str, default):
@@ -93,6 +150,12 @@ def _functional_table(beta: float) -> dict[Callable, tuple[Callable, bool]]:
     def leaky(a, k):
         return smooth_leaky_relu(a[0], beta, _arg(a, k, 1, "negative_slope", 0.01))
 
+    def prelu(a, k):
+        return smooth_prelu(a[0], beta, _arg(a, k, 1, "weight", None))
+
+    hardsigmoid = lambda a, k: smooth_hardsigmoid(a[0], beta)  # noqa: E731
+    hardswish = lambda a, k: smooth_hardswish(a[0], beta)  # noqa: E731
+
     table: dict[Callable, tuple[Callable, bool]] = {
         F.relu: (relu, False),
         torch.relu: (relu, False),
@@ -105,12 +168,23 @@ def _functional_table(beta: float) -> dict[Callable, tuple[Callable, bool]]:
         F.hardtanh_: (hardtanh, True),
         F.leaky_relu: (leaky, False),
         F.leaky_relu_: (leaky, True),
+        F.hardsigmoid: (hardsigmoid, False),
+        F.hardswish: (hardswish, False),
+        F.prelu: (prelu, False),
+        torch.prelu: (prelu, False),
     }
     return table
 
 
 # F.relu(x, inplace=True) etc. are in-place through a keyword
-_INPLACE_KW = {F.relu: 1, F.relu6: 1, F.hardtanh: 3, F.leaky_relu: 2}
+_INPLACE_KW = {
+    F.relu: 1,
+    F.relu6: 1,
+    F.hardtanh: 3,
+    F.leaky_relu: 2,
+    F.hardsigmoid: 1,
+    F.hardswish: 1,
+}
 
 
 class _SoftplusMode(TorchFunctionMode):
@@ -143,6 +217,11 @@ _SCRIPT_RELUS = {
     "aten::hardtanh_",
     "aten::leaky_relu",
     "aten::leaky_relu_",
+    "aten::hardsigmoid",
+    "aten::hardsigmoid_",
+    "aten::hardswish",
+    "aten::hardswish_",
+    "aten::prelu",
 }
 
 
@@ -155,24 +234,38 @@ class SmoothSurrogate(nn.Module):
     """
 
     def __init__(
-        self, module: nn.Module, beta: float, replaced: list[str], unreplaced: list[str]
+        self,
+        module: nn.Module,
+        beta: float,
+        replaced: list[str],
+        unreplaced: list[str],
+        piecewise: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.module = module
         self.beta = beta
         self.replaced = replaced
         self.unreplaced = unreplaced
+        self.piecewise = piecewise or []  # kept piecewise ops (max pooling), by module name
 
     def set_beta(self, beta: float) -> None:
         """Change the sharpness everywhere (the manipulate attack anneals it)."""
         self.beta = float(beta)
         for m in self.module.modules():
-            if isinstance(m, SmoothActivation):
+            if isinstance(m, (SmoothActivation, SmoothPReLU)):
                 m.beta = self.beta
 
     def forward(self, *args, **kwargs):
-        with _SoftplusMode(self.beta):
+        # attention through the math kernel: the fused ones (flash, memory-efficient) have no
+        # double backward, which the second-order attacks take through the surrogate
+        with _SoftplusMode(self.beta), _math_attention():
             return self.module(*args, **kwargs)
+
+
+def _math_attention():
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel(SDPBackend.MATH)
 
 
 def _script_relus(name: str, m: torch.jit.ScriptModule) -> list[str]:
@@ -202,6 +295,7 @@ def smooth_surrogate(module: nn.Module, beta: float = DEFAULT_BETA) -> SmoothSur
     copy_ = copy.deepcopy(module)
     replaced: list[str] = []
     unreplaced: list[str] = []
+    piecewise: list[str] = []
     scripted: list[str] = []
     for name, parent in list(copy_.named_modules()):
         if any(name == s or name.startswith(s + ".") for s in scripted):
@@ -211,19 +305,23 @@ def smooth_surrogate(module: nn.Module, beta: float = DEFAULT_BETA) -> SmoothSur
             unreplaced.extend(_script_relus(name, parent))
             continue
         for child_name, child in list(parent.named_children()):
+            where = f"{name}.{child_name}" if name else child_name
             new = _smooth_module(child, beta)
             if new is not None:
                 setattr(parent, child_name, new)
-                replaced.append(f"{name}.{child_name}" if name else child_name)
+                replaced.append(where)
+            elif isinstance(child, PIECEWISE):
+                piecewise.append(f"{type(child).__name__} {where}")
     if unreplaced:
         warnings.warn(
             f"{len(unreplaced)} ReLU(s) could not be made smooth: {'; '.join(unreplaced[:5])}",
             stacklevel=2,
         )
-    return SmoothSurrogate(copy_, float(beta), replaced, unreplaced).train(module.training)
+    surrogate = SmoothSurrogate(copy_, float(beta), replaced, unreplaced, piecewise)
+    return surrogate.train(module.training)
 
 
-_RELU_MODULES = (nn.ReLU, nn.Hardtanh, nn.LeakyReLU)
+_RELU_MODULES = (nn.ReLU, nn.Hardtanh, nn.LeakyReLU, nn.Hardsigmoid, nn.Hardswish, nn.PReLU)
 
 
 class _ReluRecorder(TorchFunctionMode):
