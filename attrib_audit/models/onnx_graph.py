@@ -200,7 +200,7 @@ def _failing_node(model: onnx.ModelProto, exc: Exception) -> str:
     """ " at node NAME (OP)" for the node a converter error names, when it can be told."""
     text = str(exc)
     for node in model.graph.node:
-        if f"operation_type='{node.op_type}'" in text or (node.name and node.name in text):
+        if f"operation_type='{node.op_type}'" in text or (node.name and f"'{node.name}'" in text):
             return f" at node {node.name or '(unnamed)'} ({node.op_type})"
     return ""
 
