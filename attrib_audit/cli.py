@@ -380,8 +380,10 @@ def inspect_model_command(
     table.add_column()
     table.add_row("format", info["format"])
     table.add_row("sha256", info["sha256"])
+    from attrib_audit.text import brief
+
     for key, value in info["card"].items():
-        table.add_row(escape(key), escape(str(value)))
+        table.add_row(escape(key), escape(brief(value)))
     table.add_row("parameters", f"{info['parameters']:,}")
     table.add_row(
         "activation modules",

@@ -243,3 +243,18 @@ def test_the_callers_config_and_model_are_left_alone():
     moved = module_on(loaded.module, "meta")
     assert moved is not loaded.module
     assert next(loaded.module.parameters()).device.type == "cpu"
+
+
+def test_long_class_lists_are_shortened_in_the_html(quick_report):
+    import copy
+
+    from attrib_audit.report.html import render_html
+    from attrib_audit.text import brief
+
+    report = copy.deepcopy(quick_report[0])
+    names = [f"class-{i}" for i in range(1000)]
+    report["model"]["card"]["classes"] = names
+    report["config"]["classes"] = names
+    html = render_html(report)
+    assert html.count("(1000 in all)") == 2 and "class-500" not in html
+    assert brief(names[:3]) == "class-0, class-1, class-2" and brief([1, 28, 28]) == "[1, 28, 28]"

@@ -147,9 +147,15 @@ def render_html(report: dict[str, Any], gallery: dict[str, list[dict]] | None = 
     metrics = list(report["config"].get("metrics") or [])
     summary_metrics = sorted({k for per in report.get("summary", {}).values() for k in per})
     metrics = [m for m in metrics if m in summary_metrics] or summary_metrics
-    config = {k: v for k, v in report["config"].items()}
+    from attrib_audit.text import brief
+
+    config = {  # a long --classes list is shortened like the card's
+        k: brief(v) if isinstance(v, list) and len(v) > 12 else v
+        for k, v in report["config"].items()
+    }
     return env.get_template("report.html.j2").render(
         r=report,
+        brief=brief,
         titles=_method_titles(report),
         metrics=metrics,
         curves=curves_uri(report, metrics) if metrics else None,
