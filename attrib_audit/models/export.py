@@ -78,7 +78,7 @@ def save_model(
         graph.metadata_props.add(key=onnx_graph.CARD_METADATA_KEY, value=json.dumps(meta))
         data = graph.SerializeToString()
         sess = onnx_graph.session(data)
-        onnx_graph.verify(inner.cpu(), sess, sess.input_name, probe.cpu())
+        onnx_graph.verify(inner.cpu(), sess, probe.cpu())
         atomic_write_bytes(path, data)
     else:
         raise AttribAuditError(f"cannot write models in format {fmt!r}")

@@ -57,8 +57,9 @@ class Normalized(nn.Module):
 class LoadedModel:
     """A loaded classifier: eval-mode module (normalisation inside), card, format and hash.
 
-    For ONNX models ``onnx_session`` is the onnxruntime session of the original graph and
-    ``conversion_error`` the largest logit difference of the converted module on a probe.
+    For ONNX models ``onnx_session`` is the onnxruntime runtime of the original graph
+    (:class:`~attrib_audit.models.onnx_graph.Runtime`) and ``conversion_error`` the largest
+    logit difference of the converted module on a probe.
     """
 
     module: Normalized
@@ -67,7 +68,6 @@ class LoadedModel:
     sha256: str
     path: Path
     onnx_session: Any = None
-    onnx_input: str | None = None
     conversion_error: float | None = None
     onnx_notes: tuple[str, ...] = ()  # what the conversion changed (a removed Softmax ...)
 
@@ -83,9 +83,7 @@ class LoadedModel:
             returns: (B, K)
         """
         if self.onnx_session is not None:
-            return onnx_graph.run_session(
-                self.onnx_session, self.onnx_input, self.module.normalize(x.cpu())
-            ).to(x.device)
+            return self.onnx_session(self.module.normalize(x.cpu())).to(x.device)
         with torch.no_grad():
             return self.module(x)
 
@@ -279,7 +277,7 @@ def _load_onnx(path: Path, card: ModelCard):
             f"the ONNX graph fixes its batch at {facts.batch}; re-export it with a dynamic "
             "batch dimension (or a batch of 1)"
         )
-    return module, card, sess, facts.input_name, tuple(notes)
+    return module, card, sess, tuple(notes)
 
 
 def _probe(card: ModelCard, n: int = 4, seed: int = 0) -> Tensor:
@@ -332,10 +330,10 @@ def load_model(
         classes=classes,
     )
     fmt = format or _format_for(path, LOADERS)
-    sess = input_name = None
+    sess = None
     onnx_notes: tuple[str, ...] = ()
     if fmt == "onnx":
-        inner, the_card, sess, input_name, onnx_notes = _load_onnx(path, the_card)
+        inner, the_card, sess, onnx_notes = _load_onnx(path, the_card)
     else:
         inner = LOADERS.get(fmt).obj(path, the_card, trust=trust)
     if not isinstance(inner, nn.Module):
@@ -386,10 +384,8 @@ def load_model(
         )
     error = None
     if sess is not None:
-        error = onnx_graph.verify(inner, sess, input_name, module.normalize(probe))
-    return LoadedModel(
-        module, the_card, fmt, sha256(path), path, sess, input_name, error, onnx_notes
-    )
+        error = onnx_graph.verify(inner, sess, module.normalize(probe))
+    return LoadedModel(module, the_card, fmt, sha256(path), path, sess, error, onnx_notes)
 
 
 def _format_for(path: Path, loaders) -> str:

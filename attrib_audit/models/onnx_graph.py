@@ -234,16 +234,11 @@ def session(path_or_bytes: str | Path | bytes, input_name: str = "", batch: int 
     return Runtime(sess, input_name or sess.get_inputs()[0].name, batch)
 
 
-def run_session(runtime: Runtime, input_name: str, x: torch.Tensor) -> torch.Tensor:
-    """The graph's outputs on ``x`` (``input_name`` is the runtime's own; kept for callers)."""
-    return runtime(x)
-
-
-def verify(module: nn.Module, sess, input_name: str, probe: torch.Tensor) -> float:
+def verify(module: nn.Module, runtime: Runtime, probe: torch.Tensor) -> float:
     """Largest |converted - onnxruntime| on ``probe``; an error past ATOL + RTOL |ref|."""
     with torch.no_grad():
         got = module(probe.float()).float()
-    ref = run_session(sess, input_name, probe)
+    ref = runtime(probe)
     if got.shape != ref.shape:
         raise AttribAuditError(
             f"the converted ONNX module returns shape {tuple(got.shape)} but onnxruntime "
