@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import io
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ def method_kwargs(
     (a ``noise`` or ``baseline`` tensor, a ``generator``). None values are ignored; anything
     else is an error naming the method's settings."""
     from attrib_audit.params import build
+    from attrib_audit.plan import Bound, accepted
     from attrib_audit.registry import METHODS
 
     entry = METHODS.get(name)
@@ -45,14 +45,10 @@ def method_kwargs(
             f"is not a setting of {name}; its settings: {', '.join(names) or 'none'}",
         )
     params = build(entry.params, plain, owner=f"method_params.{name}")
-    kwargs = {f: getattr(params, f) for f in names}
-    sig = inspect.signature(entry.obj).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.values())
-    if value_range is not None and "value_range" in sig:
-        kwargs["value_range"] = tuple(value_range)
-    for key, value in {**rest, **objects}.items():
-        if key in sig or takes_any:
-            kwargs[key] = value  # context or an object the method takes; others are dropped
+    if value_range is not None:
+        rest["value_range"] = tuple(value_range)
+    kwargs = Bound(entry, params).kwargs(**rest)  # context the method does not take is dropped
+    kwargs.update(accepted(entry.obj, objects))  # a tensor baseline wins over the setting
     return entry.obj, kwargs
 
 

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from attrib_audit.config import AuditConfig
 
 
-def _accepted(fn: Callable, kwargs: dict[str, Any]) -> dict[str, Any]:
+def accepted(fn: Callable, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Those of ``kwargs`` that ``fn`` takes (all of them when it takes ``**kwargs``)."""
     params = inspect.signature(fn).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return kwargs
@@ -40,7 +41,7 @@ class Bound:
     def kwargs(self, **context: Any) -> dict[str, Any]:
         """The settings, then those of ``context`` the callable takes."""
         settings = {f.name: getattr(self.params, f.name) for f in dataclasses.fields(self.params)}
-        return {**_accepted(self.entry.obj, context), **settings}
+        return {**accepted(self.entry.obj, context), **settings}
 
     def bind(self, **context: Any) -> Callable[..., Any]:
         return partial(self.entry.obj, **self.kwargs(**context))
