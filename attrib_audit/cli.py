@@ -16,6 +16,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from attrib_audit.errors import AttribAuditError
+from attrib_audit.registry import SECTIONS
 
 try:  # newer typer carries its own click
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
@@ -138,7 +139,7 @@ MethodParamOpt = _param_opt("method")
 AttackParamOpt = _param_opt("attack")
 MetricParamOpt = _param_opt("metric")
 # config-file tables of entries' settings ([methods.ig]) and the option each one feeds
-_SETTING_TABLES = {"methods": "method_param", "attacks": "attack_param", "metrics": "metric_param"}
+_SETTING_TABLES = {section: f"{kind}_param" for kind, section in SECTIONS.items()}
 
 
 def _load_config(ctx: typer.Context, _param, path: Path | None) -> Path | None:
@@ -211,13 +212,9 @@ def _say(line: str) -> None:
     err.print(line, markup=False, highlight=False, soft_wrap=True, emoji=False)
 
 
-def _first_line_of(text: str) -> str:
-    text = text.strip()
-    return text.splitlines()[0] if text else "error"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
+def _first_line(exc: BaseException, text: str | None = None) -> str:
+    """The first line of ``text`` (default: the error's message), else the error's type."""
+    text = (str(exc) if text is None else text).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
 
@@ -231,9 +228,7 @@ _FIELD_FLAGS = {
     "epsilons": "--epsilon",
     "formats": "--format",
     "trust": "--trust-checkpoint",
-    "method_params": "--method-param",
-    "attack_params": "--attack-param",
-    "metric_params": "--metric-param",
+    **{f"{kind}_params": f"--{kind}-param" for kind in SECTIONS},
     "objective_params": "--param",
 }
 
@@ -268,7 +263,7 @@ def run(fn: Callable[[], Any]) -> Any:
     except AttribAuditError as exc:
         if _state["debug"]:
             traceback.print_exc()
-        _fail(_first_line_of(_as_flags(exc)))
+        _fail(_first_line(exc, _as_flags(exc)))
     except KeyboardInterrupt:
         _say("interrupted")
         raise typer.Exit(130) from None
@@ -977,7 +972,6 @@ def _print_settings(kind: str, e) -> None:
     import dataclasses
 
     from attrib_audit.params import describe
-    from attrib_audit.registry import SECTIONS
 
     facts = dataclasses.asdict(e.facts) if e.facts is not None else {}
     shown = ", ".join(f"{k}={v}" for k, v in facts.items() if v not in ("", ()))
