@@ -37,6 +37,7 @@ def test_the_wheel_ships_the_sample_models_and_templates(tmp_path):
         "attrib_audit/sample_models/digits-cnn/model.toml",
         "attrib_audit/report/templates/report.html.j2",
         "attrib_audit/data/fashion_mnist_slice.npz",
+        "attrib_audit/data/imagenet_synsets.txt",
         "attrib_audit/sample_models/fashion-mnist-natural/model.onnx",
         "attrib_audit/py.typed",
     ):

@@ -10,9 +10,11 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +42,10 @@ FASHION_MNIST_CLASSES = (
 )
 # the first 1,000 images of the Fashion-MNIST test set (MIT licence), shipped in the package
 SLICE_PATH = Path(__file__).resolve().parent / "fashion_mnist_slice.npz"
+# the 1,000 ILSVRC-2012 (ImageNet-1k) synsets in the standard class index order (sorted; 0 is
+# n01440764 tench, 999 n15075141 toilet tissue), as also shipped by timm (Apache-2.0)
+SYNSETS_PATH = Path(__file__).resolve().parent / "imagenet_synsets.txt"
+_SYNSET = re.compile(r"n\d{8}")
 BUILTINS = (
     "digits",
     "digits:train",
@@ -191,18 +197,117 @@ def _folder(path: Path, shape, value_range, classes) -> FileData:
             raise AttribAuditError(f"{path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
         return FileData(files, [-1] * len(files), shape, value_range, str(path))
     names = [d.name for d in subdirs]
-    if classes is not None and all(n in classes for n in names):
-        index = {n: classes.index(n) for n in names}  # folder names are the card's classes
-    elif all(n.isdigit() for n in names):
-        index = {n: int(n) for n in names}
-    else:
-        index = {n: i for i, n in enumerate(names)}
+    index = _class_index(path, names, classes)
     files, labels = [], []
     for d in subdirs:
         for f in _images_in(d):
             files.append(f)
             labels.append(index[d.name])
-    return FileData(files, labels, shape, value_range, str(path), tuple(names))
+    if classes is None:
+        classes = tuple(names) if list(index.values()) == list(range(len(names))) else None
+    return FileData(files, labels, shape, value_range, str(path), classes)
+
+
+@cache
+def imagenet_synsets() -> tuple[str, ...]:
+    """The 1,000 ImageNet-1k synsets (``n01440764``, ...) in class index order."""
+    return tuple(SYNSETS_PATH.read_text().split())
+
+
+def _is_index(name: str) -> bool:
+    return name.isascii() and name.isdigit()
+
+
+def _class_index(path: Path, names: list[str], classes) -> dict[str, int]:
+    """Each class sub-folder's class index, by the first rule that every folder name fits:
+
+    1. the card's class names (``tench``): that class;
+    2. ImageNet-1k synsets (``n01440764``), for a model with 1000 classes: the synset's
+       ImageNet index; a synset outside ImageNet-1k is an error, and so are synsets for a
+       model with another number of classes (unless rule 4 numbers them);
+    3. class indices (``0``, ``17``): that class; an index the model does not have is an error;
+    4. any other names (``cat``, ``dog``; synsets for a model with K != 1000 classes) only for
+       a model whose classes have no names (``0``..``K-1``), with exactly one folder per class
+       and no folder that rules 2 or 3 would read: the sorted folders are classes 0..K-1, as
+       torchvision's ``ImageFolder`` numbers them.
+
+    Anything else is an error that names the folders, so a folder is never silently given
+    another class.
+
+    Without ``classes`` (the number of classes unknown) synsets of ImageNet-1k take their
+    ImageNet index, indices are taken as they are and other names are numbered in sorted
+    order.
+    """
+    synsets = imagenet_synsets()
+    if classes is None:
+        if all(n in synsets for n in names):
+            return {n: synsets.index(n) for n in names}
+        if all(_is_index(n) for n in names):
+            return {n: int(n) for n in names}
+        return {n: i for i, n in enumerate(names)}
+    k = len(classes)
+    if all(n in classes for n in names):
+        return {n: classes.index(n) for n in names}  # folder names are the card's classes
+    unnamed = classes == tuple(str(i) for i in range(k))
+    one_per_class = unnamed and len(names) == k
+    if all(_SYNSET.fullmatch(n) for n in names):
+        if k == 1000:
+            unknown = [n for n in names if n not in synsets]
+            if unknown:
+                raise AttribAuditError(
+                    f"{path}: class folder(s) {_some(unknown)} are not ImageNet-1k synsets; "
+                    "rename or remove them"
+                )
+            return {n: synsets.index(n) for n in names}
+        if not one_per_class:
+            raise AttribAuditError(
+                f"{path}: the class folders are ImageNet synsets ({_some(names)}) but the "
+                f"model has {k} classes, not ImageNet-1k's 1000; name the folders by "
+                + ("" if unnamed else "the card's class names or ")
+                + f"index 0..{k - 1}"
+            )
+    elif all(_is_index(n) for n in names):
+        outside = [n for n in names if int(n) >= k]
+        if outside:
+            raise AttribAuditError(
+                f"{path}: class folder(s) {_some(outside)} are class indices outside the "
+                f"model's {k} classes (0..{k - 1}); rename or remove them"
+            )
+        return {n: int(n) for n in names}
+    index_like = [n for n in names if _is_index(n) or k == 1000 and _SYNSET.fullmatch(n)]
+    if one_per_class and not index_like:
+        return {n: i for i, n in enumerate(names)}  # numbered as torchvision's ImageFolder does
+    if unnamed:
+        raise AttribAuditError(
+            f"{path}: the model's {k} classes have no names, so the class folders "
+            f"({_some(names)}) are numbered in sorted order only if there is one folder per "
+            "class and none is a class index"
+            + (" or synset" if k == 1000 else "")
+            + f"; name the folders by index 0..{k - 1} or give the card the class names"
+        )
+    accepted = f"class names like {classes[0]!r}"
+    if k == 1000:
+        accepted += ", ImageNet synsets like n01440764"
+    accepted += f" or indices 0..{k - 1}"
+
+    def fits(n: str) -> bool:
+        return n in classes or k == 1000 and n in synsets or _is_index(n) and int(n) < k
+
+    unmatched = [n for n in names if not fits(n)]
+    if unmatched:
+        raise AttribAuditError(
+            f"{path}: class folder(s) {_some(unmatched)} match none of the model's {k} "
+            f"classes; name the folders by {accepted}"
+        )
+    raise AttribAuditError(
+        f"{path}: the class folders mix kinds of names ({_some(names)}); name them all by "
+        f"{accepted}"
+    )
+
+
+def _some(names: list[str], shown: int = 3) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def _tensors(path: Path, shape, value_range) -> TensorData:
@@ -332,6 +437,9 @@ def load_data(
             an ``.npz``/``.pt`` file with ``x`` (N, C, H, W) and optionally ``y`` (N,), a
             built-in name (``digits``, ``digits:train|test``, ``fashion-mnist:train|test``),
             or a list of image files.
+        classes: the model's class names; class sub-folders named by them, by ImageNet-1k
+            synsets (a 1000-class model) or by class index take that class, and a folder
+            that fits none of these is an error (the rules: :func:`_class_index`).
         samples: keep the first ``samples`` items.
     """
     if len(input_shape) != 3:

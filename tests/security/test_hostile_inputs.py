@@ -816,7 +816,7 @@ CASES = [
         "corrupt-image",
         2,
         lambda f: [
-            f.write("imgs/a/x.png", b"not a png") and "attribute",
+            f.write("imgs/0/x.png", b"not a png") and "attribute",
             str(DIGITS),
             str(f.root / "imgs"),
             "--out",
