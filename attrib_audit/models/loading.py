@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from attrib_audit.errors import AttribAuditError, UntrustedCodeError
 from attrib_audit.models import onnx_graph
-from attrib_audit.models.arch import build_arch, check_card_arch
+from attrib_audit.models.arch import build_arch, check_card_arch, zoo_card
 from attrib_audit.models.card import ModelCard
 from attrib_audit.registry import LOADERS
 
@@ -321,6 +321,11 @@ def load_model(
     base = ModelCard.from_toml(sidecar) if sidecar.is_file() else ModelCard()
     if arch is None and base.arch is not None and not trust:  # the card's, not the user's
         check_card_arch(base.arch, f"model card {sidecar}")
+    meta = zoo_card(arch or base.arch) if (arch or base.arch) else None
+    if meta is not None:  # the zoo's metadata of the named weights, under the sidecar's fields
+        base = ModelCard.from_dict(meta, origin=f"the metadata of {arch or base.arch}").merged(
+            **{k: v for k, v in vars(base).items() if v not in (None, {})}
+        )
     the_card = base.merged(
         arch=arch,
         input_shape=input_shape,

@@ -87,8 +87,9 @@ def test_require_expressions(text):
 def test_arch_specs(text):
     parsed = _either(parse_arch, text)
     if parsed is not None:
-        where, factory, kwargs = parsed
+        where, factory, kwargs, weights = parsed
         assert where and factory.isidentifier() and isinstance(kwargs, dict)
+        assert weights is None or where in ("torchvision", "timm")
         assert isinstance(is_known(text), bool)  # decided without importing anything
 
 
