@@ -11,7 +11,6 @@ from attrib_audit.attributions import saliency
 from attrib_audit.models.surrogate import PIECEWISE, SMOOTH_ALREADY, find_relus, smooth_surrogate
 
 ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.LeakyReLU, nn.PReLU, nn.Hardswish, nn.Hardsigmoid)
-FIXED_SIDE = ("vit_", "swin_", "maxvit_")  # these need their own image size
 
 
 def _check(model: nn.Module, side: int, seed: int = 0) -> None:
@@ -109,19 +108,17 @@ def test_smooth_counterparts_approach_the_originals_as_beta_grows():
         torch.testing.assert_close(smooth, exact, atol=1e-3, rtol=0)
 
 
-def _zoo():
-    names = torchvision.models.list_models(module=torchvision.models)
-    return [n for n in names if not n.startswith(FIXED_SIDE)]
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("name", _zoo())
+@pytest.mark.parametrize("name", torchvision.models.list_models(module=torchvision.models))
 def test_surrogate_of_every_torchvision_classifier(name):
-    model = torchvision.models.get_model(name, weights=None, num_classes=10)
+    kwargs = {}
+    if name.startswith("vit_"):  # a ViT is built for one size: the smallest, two patches a side
+        kwargs["image_size"] = 2 * int(name.rsplit("_", 1)[1])
+    model = torchvision.models.get_model(name, weights=None, num_classes=10, **kwargs)
     if hasattr(model, "aux_logits"):
         model.aux_logits = False
         model.AuxLogits = None
-    _check(model, _smallest_side(model))
+    _check(model, kwargs.get("image_size") or _smallest_side(model))
 
 
 def _smallest_side(model: nn.Module) -> int:
@@ -132,6 +129,51 @@ def _smallest_side(model: nn.Module) -> int:
             with torch.no_grad():
                 model(torch.rand(1, 3, side, side))
             return side
-        except (RuntimeError, ValueError, AssertionError):
+        except (RuntimeError, ValueError, AssertionError, TypeError):
             continue
     raise AssertionError("the model runs on none of the tried sizes")
+
+
+# A sample of timm's families, one small member each, chosen for their activations: ReLU,
+# ReLU6, SiLU, GELU, Hardswish/Hardsigmoid, LeakyReLU, Mish, PReLU-free, and timm's own
+# activation classes (its create_act picks them by name).
+TIMM_SAMPLE = {
+    "resnet18": {},
+    "efficientnet_b0": {},
+    "tf_efficientnet_lite0": {},  # ReLU6
+    "mobilenetv3_small_050": {},  # hard_swish, hard_sigmoid
+    "lcnet_050": {},
+    "ghostnet_050": {},
+    "mixnet_s": {},
+    "rexnet_100": {},
+    "convnext_atto": {},  # GELU, LayerNorm
+    "cspdarknet53": {},  # LeakyReLU, Mish
+    "dla34": {},
+    "regnetx_002": {},
+    "repvgg_a0": {},
+    "mobilevit_xxs": {},
+    "nf_resnet26": {},  # GammaAct over functional activations
+    "poolformer_s12": {},
+    "vit_tiny_patch16_224": {"img_size": 32},
+    "deit_tiny_patch16_224": {"img_size": 32},
+    "levit_128s": {},  # Hardswish, a fixed 224 input
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", TIMM_SAMPLE)
+def test_surrogate_of_a_sample_of_timm(name):
+    timm = pytest.importorskip("timm")
+    from timm.layers import activations
+
+    kwargs = TIMM_SAMPLE[name]
+    model = timm.create_model(name, pretrained=False, num_classes=10, **kwargs)
+    side = kwargs.get("img_size") or _smallest_side(model)
+    _check(model, side)
+    own = {type(m) for m in smooth_surrogate(model, 10.0).modules()}
+    own = {k.__name__ for k in own if k.__module__.startswith(activations.__name__)}
+    assert own <= TIMM_SMOOTH, f"timm activations not known to be smooth: {own - TIMM_SMOOTH}"
+
+
+# timm's own activation classes that compute smooth functions (timm/layers/activations*.py)
+TIMM_SMOOTH = {"Swish", "SwishMe", "Mish", "MishMe", "Sigmoid", "Tanh", "GELU", "GELUTanh"}
