@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import traceback
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -401,6 +402,13 @@ def inspect_model_command(
     )
     for where in s["remaining_relus"]:
         table.add_row("", f"[yellow]not replaced: {escape(where)}[/]")
+    if s["piecewise"]:
+        kinds = Counter(entry.split()[0] for entry in s["piecewise"])
+        table.add_row(
+            "",
+            "kept piecewise (zero second derivative, maps may jump): "
+            + ", ".join(f"{k} x{n}" for k, n in kinds.items()),
+        )
     table.add_row(
         "surrogate agreement",
         f"predictions {s['prediction_agreement']:.1%}, saliency cosine "

@@ -75,6 +75,7 @@ def inspect_model(
             "replaced": len(surrogate.replaced),
             "unreplaced": surrogate.unreplaced,
             "remaining_relus": find_relus(surrogate, x[:1]),
+            "piecewise": surrogate.piecewise,
             "prediction_agreement": agreement.prediction_agreement,
             "map_cosine": agreement.map_cosine,
             "measured_on": f"{agreement.n} samples of {on}",

@@ -130,6 +130,7 @@ def build_report(plan: Plan, grid: Grid) -> dict[str, Any]:
             "prediction_agreement": grid.prediction_agreement,
             "map_cosine": grid.map_cosine,
             "unreplaced": list(plan.surrogate.unreplaced),
+            "piecewise": list(plan.surrogate.piecewise),
         },
     }
     if loaded.onnx_session is not None:

@@ -52,6 +52,7 @@ SCHEMA = {
                         "prediction_agreement": NUM,
                         "map_cosine": NUM,
                         "unreplaced": {"type": "array", "items": {"type": "string"}},
+                        "piecewise": {"type": "array", "items": {"type": "string"}},
                     },
                 },
                 "onnx": {
