@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from attrib_audit.errors import AttribAuditError
 
@@ -42,19 +44,98 @@ def check_inputs(x: Tensor, target: Tensor) -> None:
         )
 
 
-# Rows per model call when the caller sets no ``max_batch``: chunks of about this many input
-# elements. On CPU, folding 50 IG steps of 64 28x28 images into one call is ~2x slower, first
-# and second order, than chunks of ~80 rows (benchmarks/chunking.py: 2**14..2**16 elements are
-# all near the best, 2**20 loses most of the gain). Accelerators want large batches; their
-# budget bounds memory rather than speed (not measured here).
+# Rows per model call when the caller sets no ``max_batch``. Speed first: chunks of about this
+# many input elements. On CPU, folding 50 IG steps of 64 28x28 images into one call is ~2x slower,
+# first and second order, than chunks of ~80 rows (benchmarks/chunking.py: 2**14..2**16 elements
+# are all near the best, 2**20 loses most of the gain). Large images still go MIN_ROWS at a time
+# (a 224x224 ResNet runs ~25% faster 8 rows a call than one), as memory allows.
 AUTO_CHUNK_ELEMENTS = {"cpu": 2**16, "accelerator": 2**22}
+MIN_ROWS = 8
+# Memory second: the bytes one call's autograd graph may hold (the tensors its forward saves for
+# backward; a second-order graph holds about SECOND_ORDER_FACTOR times as much). On a GPU, a
+# quarter of its memory.
+GRAPH_BYTES = {"cpu": 2 * 2**30, "accelerator": 0.25}
+SECOND_ORDER_FACTOR = 3
+_saved_bytes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def auto_max_batch(points: Tensor) -> int:
-    """Rows per chunk so one chunk holds about :data:`AUTO_CHUNK_ELEMENTS` input elements."""
+def saved_bytes_per_row(model: nn.Module, row: Tensor) -> int:
+    """Bytes of the tensors one row's forward saves for backward (measured once per model,
+    shape, dtype and device: a forward of one row in eval mode, so batch statistics are not
+    touched, under a saved-tensors hook)."""
+    key = (tuple(row.shape), row.dtype, row.device)
+    known = _saved_bytes.setdefault(model, {})
+    if key not in known:
+        total = 0
+
+        def pack(t: Tensor) -> Tensor:
+            nonlocal total
+            total += t.numel() * t.element_size()
+            return t
+
+        modes = [(m, m.training) for m in model.modules()]
+        try:
+            model.eval()
+            with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                model(row[None].detach().requires_grad_(True))
+        finally:
+            for m, mode in modes:
+                m.training = mode
+        known[key] = max(total, 1)
+    return known[key]
+
+
+def graph_budget(device: torch.device) -> int:
+    """:data:`GRAPH_BYTES` for ``device``, in bytes."""
+    if device.type == "cpu":
+        return int(GRAPH_BYTES["cpu"])
+    if device.type == "cuda":
+        total = torch.cuda.get_device_properties(device).total_memory
+        return int(GRAPH_BYTES["accelerator"] * total)
+    return int(GRAPH_BYTES["cpu"])
+
+
+def auto_max_batch(model: nn.Module, points: Tensor, *, create_graph: bool = False) -> int:
+    """Rows per chunk: about :data:`AUTO_CHUNK_ELEMENTS` input elements, at least
+    :data:`MIN_ROWS`, and no more than :func:`graph_budget` allows for one call's graph."""
+    if not points.shape[0]:
+        return 1
     budget = AUTO_CHUNK_ELEMENTS["cpu" if points.device.type == "cpu" else "accelerator"]
-    per_row = max(1, points[0].numel()) if points.shape[0] else 1
-    return max(1, budget // per_row)
+    rows = max(MIN_ROWS, budget // max(1, points[0].numel()))
+    per_row = saved_bytes_per_row(model, points[0]) * (SECOND_ORDER_FACTOR if create_graph else 1)
+    return max(1, min(rows, graph_budget(points.device) // per_row))
+
+
+class _RecomputedGradient(torch.autograd.Function):
+    """One chunk's gradient, differentiable once more without keeping its graph: the forward
+    computes the gradient and frees the graph; the backward recomputes it with ``create_graph``
+    and returns the vector-Jacobian product. Memory is bounded by one chunk instead of growing
+    with every chunk of the batch, for one more forward and backward per chunk."""
+
+    @staticmethod
+    def forward(ctx, points: Tensor, model: nn.Module, target: Tensor, explain: str) -> Tensor:
+        ctx.model, ctx.explain = model, explain
+        ctx.save_for_backward(points, target)
+        return _gradient(model, points.detach(), target, explain, create_graph=False)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, v: Tensor):
+        points, target = ctx.saved_tensors
+        with torch.enable_grad():
+            p = points.detach().requires_grad_(True)
+            g = _gradient(ctx.model, p, target, ctx.explain, create_graph=True)
+            (vjp,) = torch.autograd.grad(g, p, grad_outputs=v)
+        return vjp, None, None, None
+
+
+def _gradient(model, chunk: Tensor, target: Tensor, explain: str, *, create_graph: bool):
+    if not create_graph or not chunk.requires_grad:
+        chunk = chunk.detach().requires_grad_(True)
+    with torch.enable_grad():
+        scores = quantity(model(chunk), target, explain)
+        (grad,) = torch.autograd.grad(scores.sum(), chunk, create_graph=create_graph)
+    return grad
 
 
 def gradients(
@@ -70,7 +151,10 @@ def gradients(
     rows (``None``: :func:`auto_max_batch`; ``0``: all rows in one call).
 
     With ``create_graph=True`` the result stays differentiable with respect to whatever
-    ``points`` was computed from (an attack's ``x``), so it can be differentiated again.
+    ``points`` was computed from (an attack's ``x``), so it can be differentiated again. When
+    the graphs of all chunks would not fit :func:`graph_budget` and the model's parameters are
+    frozen (an attack, not training), each chunk is recomputed in the backward instead
+    (:class:`_RecomputedGradient`), so memory stays that of one chunk.
 
     Shape:
         points: (N, ...)
@@ -81,17 +165,23 @@ def gradients(
     if max_batch is not None and max_batch < 0:
         raise AttribAuditError(f"max_batch must be >= 0, got {max_batch}")
     if max_batch is None:
-        max_batch = auto_max_batch(points)
+        max_batch = auto_max_batch(model, points, create_graph=create_graph)
     step = n if not max_batch or max_batch >= n else max_batch
+    recompute = (
+        create_graph
+        and points.requires_grad
+        and step < n
+        and not any(p.requires_grad for p in model.parameters())
+        and n * saved_bytes_per_row(model, points[0]) * SECOND_ORDER_FACTOR
+        > graph_budget(points.device)
+    )
     out = []
     for start in range(0, n, step):
-        chunk = points[start : start + step]
-        if not create_graph or not chunk.requires_grad:
-            chunk = chunk.detach().requires_grad_(True)
-        with torch.enable_grad():
-            scores = quantity(model(chunk), target[start : start + step], explain)
-            (grad,) = torch.autograd.grad(scores.sum(), chunk, create_graph=create_graph)
-        out.append(grad)
+        chunk, t = points[start : start + step], target[start : start + step]
+        if recompute:
+            out.append(_RecomputedGradient.apply(chunk, model, t, explain))
+        else:
+            out.append(_gradient(model, chunk, t, explain, create_graph=create_graph))
     return out[0] if len(out) == 1 else torch.cat(out)
 
 

@@ -112,14 +112,16 @@ def test_chunking_changes_nothing(relu_cnn, images, max_batch, monkeypatch):
     whole = integrated_gradients(relu_cnn, images, TARGET, steps=10, max_batch=0)
     if max_batch is None:
         monkeypatch.setitem(_common.AUTO_CHUNK_ELEMENTS, "cpu", 6 * images[0].numel() + 5)
-        assert _common.auto_max_batch(images.repeat(10, 1, 1, 1)) == 6
+        monkeypatch.setattr(_common, "MIN_ROWS", 1)
+        assert _common.auto_max_batch(relu_cnn, images.repeat(10, 1, 1, 1)) == 6
     chunked = integrated_gradients(relu_cnn, images, TARGET, steps=10, max_batch=max_batch)
     torch.testing.assert_close(chunked, whole, rtol=1e-12, atol=1e-12)
 
 
 def test_auto_chunk_size_and_bad_sizes(images, relu_cnn):
     points = images.repeat(10, 1, 1, 1)
-    assert _common.auto_max_batch(points) == _common.AUTO_CHUNK_ELEMENTS["cpu"] // images[0].numel()
+    rows = _common.AUTO_CHUNK_ELEMENTS["cpu"] // images[0].numel()
+    assert _common.auto_max_batch(relu_cnn, points) == max(_common.MIN_ROWS, rows)
     with pytest.raises(ValueError, match="max_batch must be >= 0"):
         integrated_gradients(relu_cnn, images, TARGET, steps=3, max_batch=-1)
 
