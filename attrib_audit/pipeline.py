@@ -234,6 +234,7 @@ class _Batch:
     y: Tensor
     pred: Tensor
     idx: Tensor
+    label: Tensor  # the data's labels, -1 where it has none (``y`` is then the prediction)
     clean: dict[tuple[str, int], tuple[Tensor, Tensor]] = field(default_factory=dict)
 
 
@@ -312,7 +313,7 @@ def _attack_cell(p: Plan, batch: _Batch, m: str, attack: Bound, e: float) -> dic
         def facts(i: int, values=values) -> dict[str, Any]:
             return {
                 "index": int(batch.idx[i]),
-                "label": int(batch.y[i]),
+                "label": int(batch.label[i]),
                 "prediction": int(batch.pred[i]),
                 "attack": atk,
                 "epsilon": e,
@@ -389,7 +390,8 @@ def run_grid(
         finite = torch.isfinite(logits).all(1)  # no evidence from a sample without logits
         n_nonfinite += int((~finite).sum())
         pred_all = logits.argmax(1)
-        y_all = torch.where(y_all.to(device) < 0, pred_all, y_all.to(device))  # unlabelled
+        label_all = y_all.to(device)
+        y_all = torch.where(label_all < 0, pred_all, label_all)  # unlabelled: the prediction
         correct = (pred_all == y_all) & finite
         idx_all = torch.arange(n_total, n_total + x_all.shape[0], device=device)
         n_total += x_all.shape[0]
@@ -400,7 +402,14 @@ def run_grid(
                 journal.add(cell, {"adv_correct": _adv_correct(p, x_all, y_all, b, e)})
             adv_correct[e] += journal.get(cell)["adv_correct"]
             tick(f"PGD eps={e:.4g}")
-        batch = _Batch(b, x_all[correct], y_all[correct], pred_all[correct], idx_all[correct])
+        batch = _Batch(
+            b,
+            x_all[correct],
+            y_all[correct],
+            pred_all[correct],
+            idx_all[correct],
+            label_all[correct],
+        )
         if batch.x.shape[0] == 0:
             for _ in range(per_batch):
                 tick("no correct samples in this batch")

@@ -258,3 +258,22 @@ def test_long_class_lists_are_shortened_in_the_html(quick_report):
     html = render_html(report)
     assert html.count("(1000 in all)") == 2 and "class-500" not in html
     assert brief(names[:3]) == "class-0, class-1, class-2" and brief([1, 28, 28]) == "[1, 28, 28]"
+
+
+def test_unlabelled_samples_say_so_and_labelled_ones_keep_their_label(tmp_path):
+    import numpy as np
+    import torch
+
+    from attrib_audit.data import load_data
+
+    data = load_data("digits:test", input_shape=(1, 8, 8), value_range=(0.0, 1.0), samples=12)
+    x, y = data.get(torch.arange(12))
+    np.savez(tmp_path / "unlabelled.npz", x=x.numpy())
+    np.savez(tmp_path / "labelled.npz", x=x.numpy(), y=y.numpy())
+    cfg = {**QUICK, "samples": None, "epsilons": [8 / 255], "methods": ["sm"]}
+    cfg["attacks"] = ["random"]
+    unlabelled = audit(AuditConfig(**cfg, data=str(tmp_path / "unlabelled.npz"), out=None))
+    labelled = audit(AuditConfig(**cfg, data=str(tmp_path / "labelled.npz"), out=None))
+    assert unlabelled["samples"] and {s["label"] for s in unlabelled["samples"]} == {-1}
+    truth = {i: int(v) for i, v in enumerate(y)}
+    assert labelled["samples"] and all(s["label"] == truth[s["index"]] for s in labelled["samples"])

@@ -137,7 +137,7 @@ SCHEMA = {
                 "required": ["index", "label", "method", "attack", "epsilon"],
                 "properties": {
                     "index": {"type": "integer"},
-                    "label": {"type": "integer"},
+                    "label": {"type": "integer", "minimum": -1},  # -1: the data had none
                     "method": {"type": "string"},
                     "attack": {"type": "string"},
                     "epsilon": {"type": "number"},
