@@ -17,6 +17,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+LAYOUTS = ("NCHW", "NHWC")
 # card field -> the CLI flag that sets it, for errors that name what to pass
 FLAGS = {
     "arch": "--arch",
@@ -63,6 +64,9 @@ class ModelCard:
     arch: str | None = None
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
     name: str | None = None
+    # the order of the model's own input, NCHW or NHWC (an ONNX graph that starts with a
+    # transpose); images and maps are (C, H, W) whatever it is
+    layout: str | None = None
 
     def __post_init__(self) -> None:
         _check(self)
@@ -213,6 +217,8 @@ def _check(card: ModelCard) -> None:
         raise AttribAuditError(f"std must be positive, got {list(card.std)}")
     if (card.mean is None) != (card.std is None):
         raise AttribAuditError("mean and std go together: give both or neither")
+    if card.layout is not None and card.layout not in LAYOUTS:
+        raise AttribAuditError(f"layout must be NCHW or NHWC, got {card.layout!r}")
     if card.classes is not None and len(card.classes) == 0:
         raise AttribAuditError("classes is empty; name one class per model output")
 

@@ -53,6 +53,22 @@ class Normalized(nn.Module):
         return self.inner(self.normalize(x))
 
 
+class ChannelsLast(nn.Module):
+    """A model that takes NHWC input (card ``layout``), called with NCHW images.
+
+    Shape:
+        x: (B, C, H, W)
+        returns: (B, K)
+    """
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.inner(x.permute(0, 2, 3, 1))
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     """A loaded classifier: eval-mode module (normalisation inside), card, format and hash.
@@ -256,8 +272,11 @@ def _load_onnx(path: Path, card: ModelCard):
     model, facts = onnx_graph.load(path)
     graph_card = ModelCard.from_dict(facts.card, origin=f"card embedded in {path}")
     card = graph_card.merged(**{k: v for k, v in vars(card).items() if v not in (None, {})})
+    layout = card.layout or facts.layout or "NCHW"
     if card.input_shape is None and facts.input_shape is not None:
-        card = card.with_(input_shape=facts.input_shape)
+        card = card.with_(input_shape=facts.image_shape(layout))
+    if layout == "NHWC":
+        card = card.with_(layout=layout)
     model, removed = onnx_graph.strip_output_activation(model)
     notes = []
     if removed:  # onnxruntime then runs the same graph: the original up to the logits
@@ -269,6 +288,10 @@ def _load_onnx(path: Path, card: ModelCard):
     else:
         sess = onnx_graph.session(path, facts.input_name, facts.batch)
     module = onnx_graph.convert(onnx_graph.normalise(model))
+    if layout == "NHWC":
+        module = ChannelsLast(module)
+        sess.channels_last = True
+        notes.append("the graph takes channels-last (NHWC) input; images are transposed for it")
     if facts.batch == 1:
         module = onnx_graph.PerSample(module)
         notes.append("the graph fixes a batch of 1; it runs one sample at a time")
@@ -345,6 +368,8 @@ def load_model(
         raise AttribAuditError(
             f"the {fmt} loader returned {type(inner).__name__} for {path}, not a torch.nn.Module"
         )
+    if fmt != "onnx" and the_card.layout == "NHWC":  # (the ONNX loader wraps its own)
+        inner = ChannelsLast(inner)
     shape = the_card.require("input_shape")
     the_card.require("value_range", "(epsilons and noise are measured in it)")
     if math.prod(shape) > MAX_INPUT_ELEMENTS:

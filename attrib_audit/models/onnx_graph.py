@@ -35,9 +35,17 @@ class OnnxFacts:
     ``batch``: the input's batch size when the graph fixes it (often 1), else None."""
 
     input_name: str
-    input_shape: tuple[int, ...] | None  # (C, H, W) when static
+    input_shape: tuple[int, ...] | None  # the input's dims after the batch, when static
     card: dict[str, Any]
     batch: int | None = None
+    layout: str | None = None  # "NHWC" when the graph first transposes its input to NCHW
+
+    def image_shape(self, layout: str | None) -> tuple[int, ...] | None:
+        """The input shape as (C, H, W) for a graph of this layout."""
+        shape = self.input_shape
+        if layout == "NHWC" and shape is not None and len(shape) == 3:
+            return (shape[2], shape[0], shape[1])
+        return shape
 
 
 def read_facts(model: onnx.ModelProto) -> OnnxFacts:
@@ -62,7 +70,20 @@ def read_facts(model: onnx.ModelProto) -> OnnxFacts:
                 raise AttribAuditError(
                     f"the card embedded in the ONNX graph ({CARD_METADATA_KEY}) is not JSON"
                 ) from None
-    return OnnxFacts(inputs[0].name, shape, card, batch if batch and batch > 0 else None)
+    first = [n for n in model.graph.node if inputs[0].name in n.input]
+    nhwc = (
+        len(dims) == 4
+        and len(first) == 1
+        and first[0].op_type == "Transpose"
+        and [list(a.ints) for a in first[0].attribute if a.name == "perm"] == [[0, 3, 1, 2]]
+    )
+    return OnnxFacts(
+        inputs[0].name,
+        shape,
+        card,
+        batch if batch and batch > 0 else None,
+        "NHWC" if nhwc else None,
+    )
 
 
 def normalise(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -211,9 +232,12 @@ class Runtime:
 
     def __init__(self, sess, input_name: str, batch: int | None = None) -> None:
         self.sess, self.input_name, self.batch = sess, input_name, batch
+        self.channels_last = False  # given (B, C, H, W), the graph takes (B, H, W, C)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         a = x.detach().cpu().float().numpy()
+        if self.channels_last:
+            a = np.ascontiguousarray(a.transpose(0, 2, 3, 1))
         if self.batch == 1:
             outs = [self.sess.run(None, {self.input_name: a[i : i + 1]})[0] for i in range(len(a))]
             return torch.from_numpy(np.concatenate([np.asarray(o) for o in outs]))

@@ -26,6 +26,7 @@ def classifier(
     ends_in=None,
     relu_op="Relu",
     ir=None,
+    nhwc=False,
 ):
     """A Conv-ReLU-Reshape-Gemm classifier of (B, 1, 8, 8) inputs in one exporter's form:
     weights as Constant nodes, initialisers also listed as inputs (IR < 4), an old or new
@@ -45,8 +46,12 @@ def classifier(
         ]
     else:
         inits = [nh.from_array(v, k) for k, v in tensors.items()]
+    if nhwc:  # channels-last input, transposed first (tf2onnx's form)
+        nodes.append(h.make_node("Transpose", ["x"], ["x_nchw"], perm=[0, 3, 1, 2], name="t"))
     nodes += [
-        h.make_node("Conv", ["x", "W1", "B1"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+        h.make_node(
+            "Conv", ["x_nchw" if nhwc else "x", "W1", "B1"], ["c"], pads=[1, 1, 1, 1], name="conv"
+        ),
         h.make_node(relu_op, ["c"], ["r"], name="act"),
         h.make_node("Reshape", ["r", "shape"], ["f"], name="flatten"),
         h.make_node("Gemm", ["f", "W2", "B2"], ["logits"], transB=1, name="fc"),
@@ -56,7 +61,8 @@ def classifier(
         nodes.append(h.make_node(ends_in, ["logits"], ["probs"], axis=1, name="head"))
         out = "probs"
     b = batch or "N"
-    inputs = [h.make_tensor_value_info("x", TensorProto.FLOAT, [b, 1, 8, 8])]
+    dims = [b, 8, 8, 1] if nhwc else [b, 1, 8, 8]
+    inputs = [h.make_tensor_value_info("x", TensorProto.FLOAT, dims)]
     if inputs_too:
         inputs += [h.make_tensor_value_info(i.name, i.data_type, list(i.dims)) for i in inits]
     graph = h.make_graph(
@@ -98,6 +104,8 @@ FORMS = {
     "softmax-head": {"ends_in": "Softmax"},
     "logsoftmax-head": {"ends_in": "LogSoftmax"},
     "all-at-once": {"constants": True, "batch": 1, "ends_in": "Softmax", "opset": 9},
+    "channels-last": {"nhwc": True},
+    "channels-last-batch-1-softmax": {"nhwc": True, "batch": 1, "ends_in": "Softmax"},
 }
 
 
@@ -106,16 +114,21 @@ def test_each_exporter_form_converts_and_agrees_with_onnxruntime(tmp_path, form)
     kw = FORMS[form]
     path = _save(tmp_path, classifier(**kw))
     loaded = load_model(path, value_range=(0.0, 1.0))
+    assert loaded.card.input_shape == (1, 8, 8)  # (C, H, W) whatever the graph's layout
     x = torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         logits = loaded.module(x)
     assert logits.shape == (5, CLASSES)
     head = kw.get("ends_in")
     ours = {None: logits, "Softmax": logits.softmax(1), "LogSoftmax": logits.log_softmax(1)}[head]
-    np.testing.assert_allclose(ours.numpy(), _original(path, x), rtol=1e-4, atol=1e-5)
+    raw = x.permute(0, 2, 3, 1).contiguous() if kw.get("nhwc") else x  # what the graph takes
+    np.testing.assert_allclose(ours.numpy(), _original(path, raw), rtol=1e-4, atol=1e-5)
     # the audited predictions (onnxruntime) are the original graph's
-    assert torch.equal(loaded.predict(x).argmax(1), torch.from_numpy(_original(path, x)).argmax(1))
+    assert torch.equal(
+        loaded.predict(x).argmax(1), torch.from_numpy(_original(path, raw)).argmax(1)
+    )
     notes = " ".join(loaded.onnx_notes)
+    assert (loaded.card.layout == "NHWC") == ("channels-last" in notes) == bool(kw.get("nhwc"))
     assert (head in notes) if head else "removed" not in notes
     assert ("batch of 1" in notes) == (kw.get("batch") == 1)
 
@@ -164,3 +177,42 @@ def test_an_op_the_converter_lacks_is_one_line_naming_the_node_and_op(tmp_path):
         load_model(path, value_range=(0.0, 1.0))
     message = str(info.value)
     assert "at node act (Shrink)" in message and "\n" not in message
+
+
+def test_a_card_layout_of_nhwc_feeds_a_torch_model_channels_last(tmp_path):
+    """The card's layout works for any format: here a state_dict whose architecture takes
+    (B, H, W, C); it is given (B, C, H, W) images transposed, so it equals its NCHW core."""
+    (tmp_path / "arch.py").write_text(
+        "import torch\n"
+        "from torch import nn\n\n"
+        "class ChannelsLastNet(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.core = nn.Sequential(\n"
+        "            nn.Conv2d(3, 2, 3), nn.Flatten(), nn.Linear(2 * 4 * 6, 4)\n"
+        "        )\n\n"
+        "    def forward(self, x):\n"
+        "        assert x.shape[-1] == 3, 'expects channels last'\n"
+        "        return self.core(x.permute(0, 3, 1, 2))\n\n"
+        "def net():\n"
+        "    torch.manual_seed(0)\n"
+        "    return ChannelsLastNet()\n"
+    )
+    spec = f"{tmp_path / 'arch.py'}:net"
+    from attrib_audit.models.arch import build_arch
+
+    net = build_arch(spec)
+    torch.save(net.state_dict(), tmp_path / "model.pt")
+    (tmp_path / "model.toml").write_text('layout = "NHWC"\ninput_shape = [3, 6, 8]\n')
+    loaded = load_model(tmp_path / "model.pt", arch=spec, value_range=(0.0, 1.0))
+    x = torch.rand(2, 3, 6, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.module(x), net.core(x))
+    with pytest.raises(AttribAuditError, match="layout must be NCHW or NHWC"):
+        load_model(tmp_path / "model.pt", arch=spec, value_range=(0.0, 1.0), card=_card(tmp_path))
+
+
+def _card(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('layout = "CHW"\ninput_shape = [3, 6, 8]\n')
+    return path
