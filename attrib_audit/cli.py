@@ -272,9 +272,12 @@ def run(fn: Callable[[], Any]) -> Any:
         if _state["debug"]:
             traceback.print_exc()
         if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError
-            _fail("out of GPU memory; lower --batch-size or --max-batch, or use --device cpu")
-        if isinstance(exc, MemoryError):
-            _fail("out of memory; lower --batch-size or --max-batch")
+            _fail(
+                "out of GPU memory; lower --max-batch (rows per model call) or --batch-size, "
+                "or use --device cpu"
+            )
+        if isinstance(exc, MemoryError) or "can't allocate memory" in str(exc):  # torch on CPU
+            _fail("out of memory; lower --max-batch (rows per model call) or --batch-size")
         _fail(
             f"internal error ({type(exc).__name__}: {_first_line(exc)}); this is a bug in "
             "attrib-audit: rerun with --debug for the traceback and report it",

@@ -1036,3 +1036,24 @@ def test_copy_of_zip_is_not_torchscript(tmp_path):
         z.writestr("hello.txt", "hi")
     result = CliRunner().invoke(app, ["inspect", str(path)])
     assert result.exit_code == 2 and "cannot read" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "error, says",
+    [
+        (lambda: torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"), "GPU"),
+        (lambda: RuntimeError("[enforce fail] DefaultCPUAllocator: can't allocate memory"), ""),
+        (lambda: MemoryError(), ""),
+    ],
+)
+def test_running_out_of_memory_is_one_line_naming_max_batch(monkeypatch, error, says):
+    import attrib_audit.models.inspection as inspection
+
+    def oom(*args, **kwargs):
+        raise error()
+
+    monkeypatch.setattr(inspection, "inspect_model", oom)
+    result = CliRunner().invoke(app, ["inspect", str(DIGITS)])
+    assert result.exit_code == 2
+    (line,) = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert "out of" in line and says in line and "--max-batch" in line
