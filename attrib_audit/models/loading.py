@@ -287,7 +287,7 @@ def _load_onnx(path: Path, card: ModelCard):
         sess = onnx_graph.session(model.SerializeToString(), facts.input_name, facts.batch)
     else:
         sess = onnx_graph.session(path, facts.input_name, facts.batch)
-    module = onnx_graph.convert(onnx_graph.normalise(model))
+    module = onnx_graph.Logits(onnx_graph.convert(onnx_graph.normalise(model)))
     if layout == "NHWC":
         module = ChannelsLast(module)
         sess.channels_last = True

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,41 +92,25 @@ def read_facts(model: onnx.ModelProto) -> OnnxFacts:
 def normalise(model: onnx.ModelProto) -> onnx.ModelProto:
     """Rewrite what onnx2torch cannot take into equivalent graphs it can.
 
-    - Weights held as ``Constant`` nodes (tf2onnx, paddle2onnx and hand-built graphs):
-      turned into initialisers.
-    - Initialisers also listed as graph inputs (IR version < 4): dropped from the inputs.
-    - Identity nodes over initialisers (emitted by exporters that de-duplicate equal
-      initialisers): consumers are pointed at the initialiser itself.
+    - onnxslim simplifies the graph: what is constant is folded into initialisers (weights
+      held as ``Constant`` nodes, as tf2onnx and paddle2onnx write them, or computed by
+      ``ConstantOfShape``, as Caffe2's exporter did; Identity nodes over initialisers, which
+      exporters that de-duplicate equal initialisers emit), initialisers also listed as graph
+      inputs (IR version < 4) are dropped from the inputs, and batch norms are fused.
     - Opsets above ``TARGET_OPSET``, or below ``OLDEST_OPSET``: converted with onnx's version
       converter.
     - ``Reshape(allowzero=1)`` whose shape is a constant without zeros: identical to
       ``allowzero=0``, which onnx2torch implements.
+
+    The result is checked against onnxruntime on the original graph (:func:`verify`).
     """
-    model = onnx.ModelProto.FromString(model.SerializeToString())
-    graph = model.graph
-    _constants_to_initialisers(graph)
-    inits = {i.name for i in graph.initializer}
-    real_inputs = [i for i in graph.input if i.name not in inits]
-    if len(real_inputs) != len(graph.input):
-        del graph.input[:]
-        graph.input.extend(real_inputs)
-        model.ir_version = max(model.ir_version, 4)
-    outputs = {o.name for o in graph.output}
-    rename: dict[str, str] = {}
-    keep = []
-    for node in graph.node:
-        if node.op_type == "Identity" and node.input[0] in inits and node.output[0] not in outputs:
-            rename[node.output[0]] = node.input[0]
-        else:
-            keep.append(node)
-    if rename:
-        del graph.node[:]
-        for node in keep:
-            for i, name in enumerate(node.input):
-                while name in rename:
-                    name = rename[name]
-                node.input[i] = name
-            graph.node.append(node)
+    model = _slimmed(onnx.ModelProto.FromString(model.SerializeToString()))
+    inits = {i.name for i in model.graph.initializer}
+    real_inputs = [i for i in model.graph.input if i.name not in inits]
+    if len(real_inputs) != len(model.graph.input):  # where onnxslim left them
+        del model.graph.input[:]
+        model.graph.input.extend(real_inputs)
+    model.ir_version = max(model.ir_version, 4)  # IR 3 would want every initialiser an input
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     if opset is not None and not OLDEST_OPSET <= opset <= TARGET_OPSET:
         try:
@@ -145,22 +132,17 @@ def normalise(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def _constants_to_initialisers(graph: onnx.GraphProto) -> None:
-    """``Constant`` nodes holding a tensor become initialisers of the same name."""
-    keep, moved = [], []
-    for node in graph.node:
-        tensor = next((a.t for a in node.attribute if a.name == "value" and a.HasField("t")), None)
-        if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and tensor is not None:
-            t = onnx.TensorProto()
-            t.CopyFrom(tensor)
-            t.name = node.output[0]
-            moved.append(t)
-        else:
-            keep.append(node)
-    if moved:
-        del graph.node[:]
-        graph.node.extend(keep)
-        graph.initializer.extend(moved)
+def _slimmed(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``onnxslim.slim(model)``, quietly; the model itself where onnxslim fails on it (the
+    converter then says what it cannot take)."""
+    import onnxslim
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return onnxslim.slim(model)
+    except Exception:
+        return model
 
 
 def strip_output_activation(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str | None]:
@@ -218,12 +200,37 @@ def convert(model: onnx.ModelProto) -> nn.Module:
 
 
 def _failing_node(model: onnx.ModelProto, exc: Exception) -> str:
-    """ " at node NAME (OP)" for the node a converter error names, when it can be told."""
+    """ " at node NAME (OP)" for the node the converter was converting when it failed: the
+    ``onnx_node`` its loop held (read off the traceback), else the node its message names."""
+    tb = exc.__traceback__
+    while tb is not None:
+        node = tb.tb_frame.f_locals.get("onnx_node")
+        if node is not None and hasattr(node, "operation_type"):
+            return f" at node {getattr(node, 'name', '') or '(unnamed)'} ({node.operation_type})"
+        tb = tb.tb_next
     text = str(exc)
     for node in model.graph.node:
         if f"operation_type='{node.op_type}'" in text or (node.name and f"'{node.name}'" in text):
             return f" at node {node.name or '(unnamed)'} ({node.op_type})"
     return ""
+
+
+def as_logits(out: torch.Tensor) -> torch.Tensor:
+    """(B, K, 1, 1) scores (a fully convolutional head) as (B, K); anything else unchanged."""
+    if out.dim() > 2 and all(d == 1 for d in out.shape[2:]):
+        return out.flatten(1)
+    return out
+
+
+class Logits(nn.Module):
+    """A classifier whose head is fully convolutional, (B, K, 1, 1), giving (B, K)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return as_logits(self.inner(x))
 
 
 class Runtime:
@@ -240,8 +247,10 @@ class Runtime:
             a = np.ascontiguousarray(a.transpose(0, 2, 3, 1))
         if self.batch == 1:
             outs = [self.sess.run(None, {self.input_name: a[i : i + 1]})[0] for i in range(len(a))]
-            return torch.from_numpy(np.concatenate([np.asarray(o) for o in outs]))
-        return torch.from_numpy(np.asarray(self.sess.run(None, {self.input_name: a})[0]))
+            out = torch.from_numpy(np.concatenate([np.asarray(o) for o in outs]))
+        else:
+            out = torch.from_numpy(np.asarray(self.sess.run(None, {self.input_name: a})[0]))
+        return as_logits(out)
 
 
 def session(path_or_bytes: str | Path | bytes, input_name: str = "", batch: int | None = None):
@@ -252,7 +261,9 @@ def session(path_or_bytes: str | Path | bytes, input_name: str = "", batch: int 
         providers.insert(0, "CUDAExecutionProvider")
     source = path_or_bytes if isinstance(path_or_bytes, bytes) else str(path_or_bytes)
     try:
-        sess = ort.InferenceSession(source, providers=providers)
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only: its warnings (unused initialisers) are noise
+        sess = ort.InferenceSession(source, sess_options=options, providers=providers)
     except Exception as exc:
         raise AttribAuditError(f"onnxruntime cannot run this graph: {_first_line(exc)}") from None
     return Runtime(sess, input_name or sess.get_inputs()[0].name, batch)

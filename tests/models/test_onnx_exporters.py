@@ -2,6 +2,9 @@
 agrees with onnxruntime on the original graph, and audits; a graph it cannot convert is one
 line naming the node and its op."""
 
+import re
+from pathlib import Path
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -216,3 +219,33 @@ def _card(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text('layout = "CHW"\ninput_shape = [3, 6, 8]\n')
     return path
+
+
+LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
+# onnx's copies of the ONNX model zoo's classic classifiers, as Caffe2's exporter wrote them
+# (opset 9, IR 3, weights as graph inputs computed by ConstantOfShape, a fixed batch of 1, a
+# Softmax head; the weights are constants, so only the graphs are real)
+LIGHT_MODELS = sorted(p.stem for p in LIGHT.glob("light_*.onnx"))
+UNCONVERTIBLE = {"light_inception_v1": "at node n138 (AveragePool)"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", LIGHT_MODELS)
+def test_third_party_zoo_graphs_load_and_agree_or_name_the_node(name):
+    path = LIGHT / f"{name}.onnx"
+    if name in UNCONVERTIBLE:
+        with pytest.raises(AttribAuditError, match=re.escape(UNCONVERTIBLE[name])) as info:
+            load_model(path, value_range=(0.0, 1.0))
+        assert "\n" not in str(info.value)
+        return
+    loaded = load_model(path, value_range=(0.0, 1.0))  # verified against onnxruntime inside
+    assert loaded.card.input_shape == (3, 224, 224) and loaded.num_classes == 1000
+    notes = " ".join(loaded.onnx_notes)
+    assert "batch of 1" in notes
+    x = torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ours = loaded.module(x)
+    if "Softmax" in notes:  # removed: the module gives the logits before it
+        ours = ours.softmax(1)
+    theirs = _original(path, x).reshape(2, -1)  # squeezenet's head is (B, 1000, 1, 1)
+    np.testing.assert_allclose(ours.numpy(), theirs, rtol=1e-3, atol=1e-5)

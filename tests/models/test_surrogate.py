@@ -55,7 +55,10 @@ def _converted_onnx(tmp_path):
 
     model = tiny_cnn(dtype=torch.float32)
     path = tmp_path / "m.onnx"
-    torch.onnx.export(model, (_x(),), str(path), dynamo=True, verbose=False)
+    batch = {0: torch.export.Dim("batch", min=1)}
+    torch.onnx.export(
+        model, (_x(),), str(path), dynamo=True, dynamic_shapes=(batch,), verbose=False
+    )
     graph, _ = onnx_graph.load(path)
     return onnx_graph.convert(onnx_graph.normalise(graph))
 
