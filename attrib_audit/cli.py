@@ -130,7 +130,8 @@ def _param_opt(kind: str) -> Any:
         list[str] | None,
         typer.Option(
             f"--{kind}-param",
-            help=f"A {kind}'s setting as NAME.SETTING=VALUE, e.g. {example[kind]} (repeatable; "
+            help=f"{'An' if kind == 'attack' else 'A'} {kind}'s setting as NAME.SETTING=VALUE, "
+            f"e.g. {example[kind]} (repeatable; "
             f"`attrib-audit plugins` lists every {kind}'s settings).",
         ),
     ]
