@@ -4,6 +4,7 @@ audit resumes where it stopped."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,16 +43,19 @@ class Journal:
             path.write_text(json.dumps(header) + "\n")
             self.created = True
 
-    def get(self, cell: str) -> dict | None:
-        return self.done.get(cell)
-
-    def add(self, cell: str, entry: dict) -> None:
-        entry = {"cell": cell, **entry}
-        self.done[cell] = entry
+    def entry(self, cell: str, compute: Callable[[], dict]) -> dict:
+        """The cell's entry: the journaled one when resuming, else ``compute()``'s, appended to
+        the journal before it is returned. Nothing is kept in memory afterwards (each cell is
+        read once), so an audit's memory does not grow with its journal."""
+        done = self.done.pop(cell, None)
+        if done is not None:
+            return done
+        entry = {"cell": cell, **compute()}
         if self.path is not None:
             with open(self.path, "a") as f:
                 f.write(json.dumps(entry) + "\n")
                 f.flush()
+        return entry
 
     def remove(self) -> None:
         if self.path is not None:

@@ -14,6 +14,7 @@ import warnings
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -343,8 +344,8 @@ def _attack_cell(p: Plan, batch: _Batch, m: str, attack: Bound, e: float) -> dic
     return {"rows": rows, "onnx_disagreements": disagreements, "gallery": gallery}
 
 
-def _adv_correct(p: Plan, x: Tensor, y: Tensor, b: int, e: float) -> int:
-    """How many samples PGD at radius ``e`` leaves correctly classified."""
+def _adv_correct(p: Plan, x: Tensor, y: Tensor, b: int, e: float) -> dict[str, int]:
+    """How many samples PGD at radius ``e`` leaves correctly classified (``adv_correct``)."""
     cfg, loaded = p.config, p.loaded
     x_adv = ATTACKS.get("pgd").obj(
         loaded.module,
@@ -358,7 +359,7 @@ def _adv_correct(p: Plan, x: Tensor, y: Tensor, b: int, e: float) -> int:
         value_range=tuple(loaded.card.value_range),
         seed=_cell_seed(cfg.seed, b, "pgd", e),
     )
-    return int((loaded.predict(x_adv).argmax(1).to(p.device) == y).sum())
+    return {"adv_correct": int((loaded.predict(x_adv).argmax(1).to(p.device) == y).sum())}
 
 
 def run_grid(
@@ -398,9 +399,8 @@ def run_grid(
         n_correct += int(correct.sum())
         for e in cfg.epsilons if cfg.adv_accuracy else ():
             cell = f"{b}|pgd|{e!r}"
-            if journal.get(cell) is None:
-                journal.add(cell, {"adv_correct": _adv_correct(p, x_all, y_all, b, e)})
-            adv_correct[e] += journal.get(cell)["adv_correct"]
+            entry = journal.entry(cell, partial(_adv_correct, p, x_all, y_all, b, e))
+            adv_correct[e] += entry["adv_correct"]
             tick(f"PGD eps={e:.4g}")
         batch = _Batch(
             b,
@@ -422,17 +422,14 @@ def run_grid(
             for attack in p.attacks:
                 for e in cfg.epsilons:
                     cell = f"{b}|{m.name}|{attack.name}|{e!r}"
-                    if journal.get(cell) is None:
-                        journal.add(cell, _attack_cell(p, batch, m.name, attack, e))
-                    entry = journal.get(cell)
+                    entry = journal.entry(cell, partial(_attack_cell, p, batch, m.name, attack, e))
                     rows.extend(entry["rows"])
-                    gallery[m.name].extend(entry["gallery"])
+                    kept = sorted(gallery[m.name] + entry["gallery"], key=_gallery_key)
+                    gallery[m.name] = kept[: cfg.gallery]  # the worst so far, not every cell's
                     onnx_disagree += entry["onnx_disagreements"]
                     if loaded.onnx_session is not None:
                         onnx_checked += batch.x.shape[0]
                     tick(f"{m.name} x {attack.name} eps={e:.4g}")
-    for m, items in gallery.items():
-        gallery[m] = sorted(items, key=_gallery_key)[: cfg.gallery]
     return Grid(
         rows=rows,
         gallery=gallery,

@@ -4,6 +4,7 @@ import xml.etree.ElementTree as ET
 
 import jsonschema
 import pytest
+import torch
 
 from attrib_audit.models import sample_model
 from attrib_audit.pipeline import JOURNAL, AuditConfig, audit
@@ -277,3 +278,36 @@ def test_unlabelled_samples_say_so_and_labelled_ones_keep_their_label(tmp_path):
     assert unlabelled["samples"] and {s["label"] for s in unlabelled["samples"]} == {-1}
     truth = {i: int(v) for i, v in enumerate(y)}
     assert labelled["samples"] and all(s["label"] == truth[s["index"]] for s in labelled["samples"])
+
+
+def test_an_audit_keeps_neither_the_journal_nor_every_cells_gallery_in_memory(tmp_path):
+    from attrib_audit.journal import Journal
+
+    header = {"model_sha256": "0" * 64, "data": "d", "settings": {}}
+    journal = Journal(tmp_path / JOURNAL, header, resume=False)
+    calls = []
+    entry = journal.entry("a", lambda: calls.append(1) or {"rows": [1]})
+    assert entry == {"cell": "a", "rows": [1]} and journal.done == {} and calls == [1]
+    resumed = Journal(tmp_path / JOURNAL, header, resume=True)
+    assert resumed.entry("a", lambda: calls.append(2) or {}) == entry and calls == [1]
+    assert resumed.done == {}  # read once, then dropped
+
+    import unittest.mock
+
+    import attrib_audit.pipeline as pipeline
+
+    candidates = []
+    real = pipeline._attack_cell
+
+    def spy(*args, **kwargs):
+        out = real(*args, **kwargs)
+        candidates.extend(out["gallery"])
+        return out
+
+    cfg = AuditConfig(**{**QUICK, "samples": 30, "batch_size": 6, "gallery": 2}, out=None)
+    cfg.methods = ["sm"]
+    with unittest.mock.patch.object(pipeline, "_attack_cell", spy):
+        grid = pipeline.run_grid(pipeline.plan(cfg, torch.device("cpu")), Journal(None, {}, False))
+    assert len(candidates) > 2  # every cell offers its worst samples ...
+    # ... and only the worst of all are kept as the audit goes
+    assert grid.gallery["sm"] == sorted(candidates, key=pipeline._gallery_key)[:2]
