@@ -73,9 +73,10 @@ def saved_bytes_per_row(model: nn.Module, row: Tensor) -> int:
             total += t.numel() * t.element_size()
             return t
 
-        modes = [(m, m.training) for m in model.modules()]
+        modes = [(m, m.training) for m in model.modules()] if isinstance(model, nn.Module) else []
         try:
-            model.eval()
+            for m, _ in modes:
+                m.training = False
             with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
                 model(row[None].detach().requires_grad_(True))
         finally:
@@ -171,6 +172,7 @@ def gradients(
         create_graph
         and points.requires_grad
         and step < n
+        and isinstance(model, nn.Module)  # a plain function's parameters cannot be told
         and not any(p.requires_grad for p in model.parameters())
         and n * saved_bytes_per_row(model, points[0]) * SECOND_ORDER_FACTOR
         > graph_budget(points.device)

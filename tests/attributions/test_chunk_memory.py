@@ -138,3 +138,19 @@ def test_measuring_a_row_leaves_batch_statistics_alone():
     before = model[1].running_mean.clone()
     _common.saved_bytes_per_row(model, _x(1)[0])
     assert torch.equal(model[1].running_mean, before) and model.training and model[1].training
+
+
+def test_a_plain_function_is_a_model_too(monkeypatch, counted):
+    """A callable that is not a module: measured like one, never recomputed (its parameters
+    cannot be told frozen)."""
+    monkeypatch.setitem(_common.GRAPH_BYTES, "cpu", 1)
+    net = _frozen(tiny_cnn(nn.Tanh))
+
+    def model(x):
+        return net(x)
+
+    x = _x()
+    torch.testing.assert_close(
+        _second_order(model, x, max_batch=5), _second_order(net, x, max_batch=0)
+    )
+    assert counted == []
