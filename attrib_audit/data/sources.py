@@ -247,6 +247,13 @@ def _class_index(path: Path, names: list[str], classes) -> dict[str, int]:
         return {n: i for i, n in enumerate(names)}
     k = len(classes)
     if all(n in classes for n in names):
+        twice = [n for n in names if classes.count(n) > 1]
+        if twice:
+            raise AttribAuditError(
+                f"{path}: class folder(s) {_some(twice)} name more than one of the card's "
+                "classes; name those folders by class index"
+                + (" or ImageNet synset" if k == 1000 else "")
+            )
         return {n: classes.index(n) for n in names}  # folder names are the card's classes
     unnamed = classes == tuple(str(i) for i in range(k))
     one_per_class = unnamed and len(names) == k

@@ -279,7 +279,9 @@ def _timm_card(factory: str, tag: str) -> dict[str, Any]:
     subset = infer_imagenet_subset(cfg)
     if subset is not None:
         info = ImageNetInfo(subset)
+        names = [info.index_to_description(i).split(",")[0] for i in range(cfg.num_classes)]
+        twice = {n for n in names if names.count(n) > 1}  # ImageNet's two cranes, two maillots
         card["classes"] = [
-            info.index_to_description(i).split(",")[0] for i in range(cfg.num_classes)
+            f"{n} ({info.index_to_label_name(i)})" if n in twice else n for i, n in enumerate(names)
         ]
     return card

@@ -153,3 +153,10 @@ def test_labels_follow_the_folder_of_each_image(tmp_path):
     Image.fromarray(np.zeros((10, 12), dtype=np.uint8)).save(tmp_path / "cat" / "b.png")
     y = torch.cat([y for _, y in load_data(source, classes=NAMED, **CARD).batches(2)])
     assert y.tolist() == [2, 0, 0]
+
+
+def test_a_folder_named_by_a_class_name_the_card_has_twice_is_refused(tmp_path):
+    source = _folders(tmp_path, "crane", "cat")
+    classes = ("cat", "crane", "dog", "crane")
+    with pytest.raises(AttribAuditError, match="crane name more than one of the card's classes"):
+        load_data(source, classes=classes, **CARD)

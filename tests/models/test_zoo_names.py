@@ -91,3 +91,10 @@ def test_timm_missing_says_which_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "timm", None)  # import timm raises ImportError
     with pytest.raises(AttribAuditError, match=r"pip install 'attrib-audit\[timm\]'"):
         zoo_card("timm:resnet18@a1_in1k")
+
+
+def test_timm_class_names_are_unique():
+    pytest.importorskip("timm")
+    classes = zoo_card("timm:resnet18@a1_in1k")["classes"]
+    assert len(set(classes)) == 1000  # ImageNet's two cranes are told apart by their synsets
+    assert classes[134] == "crane (n02012849)" and classes[517] == "crane (n03126707)"
