@@ -13,15 +13,18 @@ from attrib_audit.errors import AttribAuditError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
-def image_to_tensor(img: Image.Image, shape: tuple[int, ...], value_range) -> Tensor:
+def image_to_tensor(
+    img: Image.Image, shape: tuple[int, ...], value_range, *, resize: int | None = None
+) -> Tensor:
     """PIL image -> (C, H, W) in ``value_range``: mode by channels, shorter side resized to
-    fit, centre crop to (H, W)."""
+    ``resize`` pixels (default, and at least: just enough to cover (H, W)), centre crop to
+    (H, W), as torchvision's and timm's evaluation transforms do."""
     c, h, w = shape
     mode = {1: "L", 3: "RGB", 4: "RGBA"}.get(c)
     if mode is None:
         raise AttribAuditError(f"cannot read images for a model with {c} input channels")
     img = img.convert(mode)
-    scale = max(h / img.height, w / img.width)
+    scale = max(h / img.height, w / img.width, (resize or 0) / min(img.height, img.width))
     size = (max(w, round(img.width * scale)), max(h, round(img.height * scale)))
     if size != img.size:
         img = img.resize(size, Image.Resampling.BILINEAR)

@@ -7,6 +7,7 @@ Folders stream: only the images of the current batch are read.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import os
@@ -142,6 +143,7 @@ class FileData(Data):
     value_range: tuple[float, float]
     source: str
     classes: tuple[str, ...] | None = None
+    resize: int | None = None  # the shorter side before the centre crop (the card's)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -149,7 +151,7 @@ class FileData(Data):
     def batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
         for i in range(0, len(self.files), batch_size):
             chunk = self.files[i : i + batch_size]
-            x = torch.stack([_read_image(f, self.shape, self.value_range) for f in chunk])
+            x = torch.stack([self._read(f) for f in chunk])
             yield x, torch.tensor(self.labels[i : i + batch_size], dtype=torch.long)
 
     @property
@@ -161,6 +163,8 @@ class FileData(Data):
 
     def fingerprint(self) -> str:
         h = hashlib.sha256(str((self.shape, self.value_range, self.labels)).encode())
+        if self.resize is not None:
+            h.update(f"resize {self.resize}".encode())
         for f in self.files:
             h.update(str(f).encode())
             try:
@@ -173,14 +177,17 @@ class FileData(Data):
 
     def get(self, indices: Tensor) -> tuple[Tensor, Tensor]:
         idx = [int(i) for i in indices]
-        x = torch.stack([_read_image(self.files[i], self.shape, self.value_range) for i in idx])
+        x = torch.stack([self._read(self.files[i]) for i in idx])
         return x, torch.tensor([self.labels[i] for i in idx], dtype=torch.long)
 
+    def _read(self, path: Path) -> Tensor:
+        return _read_image(path, self.shape, self.value_range, self.resize)
 
-def _read_image(path: Path, shape, value_range) -> Tensor:
+
+def _read_image(path: Path, shape, value_range, resize: int | None = None) -> Tensor:
     try:
         with Image.open(path) as img:
-            return image_to_tensor(img, shape, value_range)
+            return image_to_tensor(img, shape, value_range, resize=resize)
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError) as exc:
         raise AttribAuditError(f"cannot read image {path}: {exc}") from None
 
@@ -436,6 +443,7 @@ def load_data(
     value_range: tuple[float, float],
     classes: Sequence[str] | None = None,
     samples: int | None = None,
+    resize: int | None = None,
 ) -> Data:
     """Open a data source for a model with the given input shape and value range.
 
@@ -448,6 +456,8 @@ def load_data(
             synsets (a 1000-class model) or by class index take that class, and a folder
             that fits none of these is an error (the rules: :func:`_class_index`).
         samples: keep the first ``samples`` items.
+        resize: image files have their shorter side resized to this many pixels before the
+            centre crop to ``input_shape`` (default: just enough to cover the crop).
     """
     if len(input_shape) != 3:
         raise AttribAuditError(
@@ -465,6 +475,8 @@ def load_data(
         )
     else:
         data = _open(source, input_shape, value_range, classes, samples)
+    if resize is not None and isinstance(data, FileData):
+        data = dataclasses.replace(data, resize=resize)
     return _take(data, samples)
 
 
@@ -503,23 +515,17 @@ def _take(data: Data, samples: int | None) -> Data:
     if isinstance(data, TensorData):
         return TensorData(data.x[:samples], data.y[:samples], data.source, data.classes)
     assert isinstance(data, FileData)
-    return FileData(
-        data.files[:samples],
-        data.labels[:samples],
-        data.shape,
-        data.value_range,
-        data.source,
-        data.classes,
-    )
+    return dataclasses.replace(data, files=data.files[:samples], labels=data.labels[:samples])
 
 
 def data_for(card, source: str | Sequence[str], samples: int | None = None) -> Data:
-    """:func:`load_data` for a model with this card (its input shape, value range and class
-    names)."""
+    """:func:`load_data` for a model with this card (its input shape, value range, class
+    names and resize)."""
     return load_data(
         source,
         input_shape=card.input_shape,
         value_range=card.value_range,
         classes=card.classes,
         samples=samples,
+        resize=card.resize,
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.util
+import math
 import re
 import sys
 from pathlib import Path
@@ -247,6 +248,7 @@ def _torchvision_card(factory: str, weights: str) -> dict[str, Any]:
     h, w_ = (crop * 2)[:2] if len(crop) == 1 else crop
     return {
         "input_shape": [3, h, w_],
+        "resize": int(t.resize_size[0]),
         "value_range": [0.0, 1.0],
         "mean": list(t.mean),
         "std": list(t.std),
@@ -272,6 +274,8 @@ def _timm_card(factory: str, tag: str) -> dict[str, Any]:
         )
     card: dict[str, Any] = {
         "input_shape": list(cfg.input_size),
+        # timm's eval transform: the shorter side to crop / crop_pct, then the centre crop
+        "resize": math.floor(min(cfg.input_size[1:]) / cfg.crop_pct),
         "value_range": [0.0, 1.0],
         "mean": list(cfg.mean),
         "std": list(cfg.std),

@@ -67,6 +67,9 @@ class ModelCard:
     # the order of the model's own input, NCHW or NHWC (an ONNX graph that starts with a
     # transpose); images and maps are (C, H, W) whatever it is
     layout: str | None = None
+    # image files: the shorter side is resized to this many pixels (at least enough to cover
+    # the crop), then centre-cropped to input_shape, as torchvision's 232 for a 224 crop
+    resize: int | None = None
 
     def __post_init__(self) -> None:
         _check(self)
@@ -90,6 +93,9 @@ class ModelCard:
                 if not isinstance(value, (list, tuple)):
                     raise AttribAuditError(f"{origin}: {key} must be a list, got {value!r}")
                 value = tuple(_entry(origin, key, v) for v in value)
+            elif key == "resize":
+                if not isinstance(value, int) or isinstance(value, bool):
+                    raise AttribAuditError(f"{origin}: resize must be an integer, got {value!r}")
             elif key == "arch_kwargs":
                 if not isinstance(value, dict):
                     raise AttribAuditError(f"{origin}: arch_kwargs must be a table")
@@ -217,6 +223,8 @@ def _check(card: ModelCard) -> None:
         raise AttribAuditError(f"std must be positive, got {list(card.std)}")
     if (card.mean is None) != (card.std is None):
         raise AttribAuditError("mean and std go together: give both or neither")
+    if card.resize is not None and card.resize < 1:
+        raise AttribAuditError(f"resize must be a positive number of pixels, got {card.resize}")
     if card.layout is not None and card.layout not in LAYOUTS:
         raise AttribAuditError(f"layout must be NCHW or NHWC, got {card.layout!r}")
     if card.classes is not None and len(card.classes) == 0:

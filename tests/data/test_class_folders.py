@@ -160,3 +160,18 @@ def test_a_folder_named_by_a_class_name_the_card_has_twice_is_refused(tmp_path):
     classes = ("cat", "crane", "dog", "crane")
     with pytest.raises(AttribAuditError, match="crane name more than one of the card's classes"):
         load_data(source, classes=classes, **CARD)
+
+
+@pytest.mark.parametrize("size", [(300, 400), (500, 375), (224, 224)])
+def test_resize_then_centre_crop_matches_torchvision_eval_transform(size):
+    """The card's ``resize`` (torchvision's 232 for a 224 crop) against torchvision's own
+    Resize(232) + CenterCrop(224) on the same photo-sized image."""
+    from torchvision import transforms as T
+
+    from attrib_audit.data import image_to_tensor
+
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8))
+    ours = image_to_tensor(img, (3, 224, 224), (0.0, 1.0), resize=232)
+    theirs = T.Compose([T.Resize(232), T.CenterCrop(224), T.ToTensor()])(img)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)

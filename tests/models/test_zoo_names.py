@@ -32,6 +32,7 @@ def test_the_card_comes_from_torchvision_weights_metadata(weights):
     assert card.input_shape == (3, side, side) and card.value_range == (0.0, 1.0)
     assert card.mean == tuple(meta.transforms().mean) and card.std == tuple(meta.transforms().std)
     assert card.classes == tuple(meta.meta["categories"]) and card.classes[0] == "tench"
+    assert card.resize == meta.transforms().resize_size[0] == 256  # the eval transform's
     assert card.arch == SPEC
 
 
