@@ -14,8 +14,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from jinja2 import Environment, PackageLoader, select_autoescape  # noqa: E402
-from matplotlib import colormaps  # noqa: E402
 from PIL import Image  # noqa: E402
+
+from attrib_audit.render import grey_image, overlay  # noqa: E402
 
 
 def _png_uri(data: bytes) -> str:
@@ -55,40 +56,6 @@ def image_uri(x: np.ndarray, value_range, *, min_side: int = 112) -> str:
     if arr.shape[2] == 1:
         arr = np.repeat(arr, 3, axis=2)
     return _array_uri(arr[:, :, :3], min_side=min_side)
-
-
-def grey_image(x: np.ndarray, value_range) -> np.ndarray:
-    """The image's luminance (ITU-R BT.601 weights; a one-channel image as it is) in [0, 1].
-
-    Shape:
-        x: (C, H, W) in ``value_range``
-        returns: (H, W)
-    """
-    if x.ndim != 3:
-        raise ValueError(f"images must have shape (C, H, W), got {x.shape}")
-    lo, hi = value_range
-    arr = np.clip((x - lo) / (hi - lo), 0, 1)
-    if arr.shape[0] >= 3:
-        return np.tensordot(np.array([0.299, 0.587, 0.114]), arr[:3], axes=1)
-    return arr.mean(0)
-
-
-def overlay(
-    grey: np.ndarray, m: np.ndarray, scale: float, *, alpha: float = 0.75, cmap: str = "inferno"
-) -> np.ndarray:
-    """``|m| / scale`` (clipped to 1) in ``cmap`` colours over the grey image, each pixel's
-    opacity ``alpha`` times its value: where the map is 0 the image shows unchanged.
-
-    Shape:
-        grey: (H, W) in [0, 1]
-        m: (H, W)
-        returns: (H, W, 3) in [0, 1]
-    """
-    if grey.shape != m.shape or grey.ndim != 2:
-        raise ValueError(f"grey and m must both have shape (H, W), got {grey.shape}, {m.shape}")
-    v = np.clip(np.abs(m) / scale, 0, 1) if scale > 0 else np.zeros_like(grey)
-    a = (alpha * v)[:, :, None]
-    return (1 - a) * grey[:, :, None] + a * colormaps[cmap](v)[:, :, :3]
 
 
 def outline(mask: np.ndarray) -> np.ndarray:

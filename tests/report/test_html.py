@@ -10,14 +10,13 @@ from PIL import Image
 from attrib_audit.arrays import decode_array, encode_array
 from attrib_audit.models import sample_model
 from attrib_audit.pipeline import AuditConfig, audit
+from attrib_audit.render import grey_image, overlay
 from attrib_audit.report.html import (
     OUTLINE,
     gallery_k,
-    grey_image,
     map_picture_uri,
     map_scale,
     outline,
-    overlay,
     render_html,
     topk_pixels,
     topk_region,
