@@ -2,9 +2,33 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from attrib_audit.errors import SettingError
+
+
+def ranks() -> tuple[int, int, int]:
+    """(rank, world size, local rank) under torchrun; (0, 1, 0) otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def process_device(device: torch.device) -> torch.device:
+    """This process's device: under torchrun with CUDA, the GPU of its local rank."""
+    rank, world, local_rank = ranks()
+    if device.type == "cuda" and world > 1:
+        return torch.device("cuda", local_rank)
+    return device
+
+
+def process_group(device: torch.device) -> None:
+    """Join torchrun's process group (NCCL on GPUs, gloo on CPUs) unless joined already."""
+    import torch.distributed as tdist
+
+    if not tdist.is_initialized():
+        tdist.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
 
 def resolve_device(spec: str = "auto") -> torch.device:

@@ -13,7 +13,6 @@ import inspect
 import io
 import json
 import math
-import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -107,12 +106,6 @@ def parse_params(items: list[str] | None) -> dict[str, Any]:
             )
         params[name] = text(value.strip())
     return params
-
-
-def _dist() -> tuple[int, int, int]:
-    """(rank, world size, local rank) under torchrun; (0, 1, 0) otherwise."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
 def _objective(cfg: FinetuneConfig, value_range):
@@ -232,17 +225,15 @@ def finetune(
     import torch.distributed as tdist
 
     from attrib_audit.data import data_for
-    from attrib_audit.device import resolve_device
+    from attrib_audit.device import process_device, process_group, ranks, resolve_device
     from attrib_audit.io import OutputDir
     from attrib_audit.models import load_model, smooth_surrogate
     from attrib_audit.models.bundled import bundled_data
     from attrib_audit.models.export import SUFFIX, save_model
 
     cfg = config
-    rank, world, local_rank = _dist()
-    device = resolve_device(cfg.device)
-    if device.type == "cuda" and world > 1:
-        device = torch.device("cuda", local_rank)
+    rank, world, _ = ranks()
+    device = process_device(resolve_device(cfg.device))
     if cfg.steps is not None and cfg.steps < 1 or cfg.epochs is not None and cfg.epochs < 1:
         raise AttribAuditError("{steps} and {epochs} must be >= 1", refs=("steps", "epochs"))
     if cfg.batch_size < world:
@@ -304,8 +295,7 @@ def finetune(
 
         model: nn.Module = trainee
         if world > 1:
-            if not tdist.is_initialized():
-                tdist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            process_group(device)
             model = nn.parallel.DistributedDataParallel(
                 trainee, device_ids=[device.index] if device.type == "cuda" else None
             )
