@@ -727,6 +727,8 @@ def audit(
     report = _run_with_progress(
         go, f"the finished part is kept in {out_dir}; rerun with --resume to continue"
     )
+    if report is None:  # a torchrun rank other than 0: rank 0 reports
+        raise typer.Exit(0)
     out.print(summary_table(report))
     for fmt in _split(formats) or []:
         from attrib_audit.report import FILENAMES

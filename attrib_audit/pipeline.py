@@ -8,6 +8,7 @@ report. The caller's config is not changed; the caller's module is not moved.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import warnings
@@ -24,7 +25,7 @@ from torch import Tensor
 
 from attrib_audit.arrays import encode_array
 from attrib_audit.config import FORMATS, QUICK, AuditConfig
-from attrib_audit.device import module_on, resolve_device
+from attrib_audit.device import module_on, process_device, process_group, ranks, resolve_device
 from attrib_audit.errors import AttribAuditError, SettingError
 from attrib_audit.journal import JOURNAL, Journal
 from attrib_audit.params import build
@@ -44,35 +45,60 @@ def _finite(v: float) -> float | None:
 
 def audit(
     config: AuditConfig, *, progress: Callable[[int, int, str], None] | None = None
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
     """Run the audit described by ``config``; write its reports to ``config.out`` (when set)
     and return the JSON report (``README.md``, "The report").
 
     Every check of the input runs before the first attack; a bad input raises
     :class:`AttribAuditError` and leaves no file behind.
+
+    Under torchrun each rank audits every world-th batch and journals its own cells; rank 0
+    gathers the results, writes the reports and returns the report, the other ranks None.
     """
     from attrib_audit.io import OutputDir
     from attrib_audit.report import build_report, render_reports, write_rendered
 
-    the_plan = plan(config, resolve_device(config.device))
-    cfg = the_plan.config
+    device = process_device(resolve_device(config.device))
+    the_plan = plan(config, device)
+    cfg, rank, world = the_plan.config, the_plan.rank, the_plan.world
+    if world > 1:  # under torchrun: each rank audits every world-th batch; rank 0 reports
+        process_group(device)
+        progress = progress if rank == 0 else None
     if not cfg.out:
-        return build_report(the_plan, run_grid(the_plan, Journal(None, {}, False), progress))
+        grid = run_grid(the_plan, Journal(None, {}, False), progress)
+        return build_report(the_plan, grid) if rank == 0 else None
     header = {  # only a journal needs it: the data fingerprint reads every sample once more
         "model_sha256": the_plan.loaded.sha256,
         "data": the_plan.data.fingerprint(),
         "settings": the_plan.settings(),
     }
     out = Path(cfg.out)
-    with OutputDir(out) as held:
-        journal = Journal(out / JOURNAL, header, cfg.resume)
-        if journal.created:
+    with contextlib.ExitStack() as stack:
+        held = stack.enter_context(OutputDir(out)) if rank == 0 else None
+        _barrier(world)  # rank 0 holds --out before any rank journals into it
+        journal = Journal(out / journal_name(rank, world), header, cfg.resume)
+        if journal.created and held is not None:
             held.discard_on_error(journal.path)
         grid = run_grid(the_plan, journal, progress)
-        report = build_report(the_plan, grid)
-        write_rendered(out, render_reports(report, cfg.formats, gallery=grid.gallery))
+        report = None
+        if rank == 0:
+            report = build_report(the_plan, grid)
+            write_rendered(out, render_reports(report, cfg.formats, gallery=grid.gallery))
+        _barrier(world)  # the report is written: every rank's journal can go
         journal.remove()
     return report
+
+
+def journal_name(rank: int, world: int) -> str:
+    """Each rank's journal, so a sharded audit resumes rank by rank."""
+    return JOURNAL if world == 1 else JOURNAL.replace(".jsonl", f".rank{rank}-of-{world}.jsonl")
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as tdist
+
+        tdist.barrier()
 
 
 def _check_settings_target(registry, given: dict[str, dict]) -> None:
@@ -156,6 +182,8 @@ def plan(config: AuditConfig, device) -> Plan:
         data=data,
         baseline=baseline,
         device=torch.device(device),
+        rank=ranks()[0],
+        world=ranks()[1],
     )
 
 
@@ -371,7 +399,8 @@ def run_grid(
     cfg, loaded, device = p.config, p.loaded, p.device
     n_batches = math.ceil(len(p.data) / cfg.batch_size)
     per_batch = len(p.methods) * len(p.attacks) * len(cfg.epsilons)
-    total = n_batches * (per_batch + (len(cfg.epsilons) if cfg.adv_accuracy else 0))
+    owned = len(_owned(n_batches, p.rank, p.world))
+    total = owned * (per_batch + (len(cfg.epsilons) if cfg.adv_accuracy else 0))
     done = 0
 
     def tick(label: str) -> None:
@@ -380,23 +409,23 @@ def run_grid(
         if progress:
             progress(done, total, label)
 
-    rows: list[dict] = []
+    rows: dict[int, list[dict]] = {}  # by batch, so the ranks' rows merge in batch order
     gallery: dict[str, list[dict]] = {m.name: [] for m in p.methods}
-    n_total = n_correct = onnx_checked = onnx_disagree = n_nonfinite = 0
-    agree_n = agree_pred = agree_cos = 0.0
+    counts = dict.fromkeys(COUNTS, 0.0)
     adv_correct = dict.fromkeys(cfg.epsilons, 0)
-    for b, (x_all, y_all) in enumerate(p.data.batches(cfg.batch_size)):
-        x_all = x_all.to(device)
+    for b in _owned(n_batches, p.rank, p.world):
+        idx_all = torch.arange(b * cfg.batch_size, min((b + 1) * cfg.batch_size, len(p.data)))
+        x_all, y_all = p.data.get(idx_all)
+        x_all, idx_all = x_all.to(device), idx_all.to(device)
         logits = loaded.predict(x_all).to(device)
         finite = torch.isfinite(logits).all(1)  # no evidence from a sample without logits
-        n_nonfinite += int((~finite).sum())
+        counts["n_nonfinite"] += int((~finite).sum())
         pred_all = logits.argmax(1)
         label_all = y_all.to(device)
         y_all = torch.where(label_all < 0, pred_all, label_all)  # unlabelled: the prediction
         correct = (pred_all == y_all) & finite
-        idx_all = torch.arange(n_total, n_total + x_all.shape[0], device=device)
-        n_total += x_all.shape[0]
-        n_correct += int(correct.sum())
+        counts["n_total"] += x_all.shape[0]
+        counts["n_correct"] += int(correct.sum())
         for e in cfg.epsilons if cfg.adv_accuracy else ():
             cell = f"{b}|pgd|{e!r}"
             entry = journal.entry(cell, partial(_adv_correct, p, x_all, y_all, b, e))
@@ -415,35 +444,74 @@ def run_grid(
                 tick("no correct samples in this batch")
             continue
         a = surrogate_agreement(loaded.module, p.surrogate, batch.x, max_batch=cfg.max_batch)
-        agree_n += a.n
-        agree_pred += a.prediction_agreement * a.n
-        agree_cos += a.map_cosine * a.n
+        counts["agree_n"] += a.n
+        counts["agree_pred"] += a.prediction_agreement * a.n
+        counts["agree_cos"] += a.map_cosine * a.n
         for m in p.methods:
             for attack in p.attacks:
                 for e in cfg.epsilons:
                     cell = f"{b}|{m.name}|{attack.name}|{e!r}"
                     entry = journal.entry(cell, partial(_attack_cell, p, batch, m.name, attack, e))
-                    rows.extend(entry["rows"])
+                    rows.setdefault(b, []).extend(entry["rows"])
                     kept = sorted(gallery[m.name] + entry["gallery"], key=_gallery_key)
                     gallery[m.name] = kept[: cfg.gallery]  # the worst so far, not every cell's
-                    onnx_disagree += entry["onnx_disagreements"]
+                    counts["onnx_disagree"] += entry["onnx_disagreements"]
                     if loaded.onnx_session is not None:
-                        onnx_checked += batch.x.shape[0]
+                        counts["onnx_checked"] += batch.x.shape[0]
                     tick(f"{m.name} x {attack.name} eps={e:.4g}")
+    mine = {"rows": rows, "gallery": gallery, "counts": counts, "adv": adv_correct}
+    parts = _gathered(mine, p.world)
+    rows = {b: r for part in parts for b, r in part["rows"].items()}
+    for m in gallery:
+        both = [it for part in parts for it in part["gallery"][m]]
+        gallery[m] = sorted(both, key=_gallery_key)[: cfg.gallery]
+    c = {k: sum(part["counts"][k] for part in parts) for k in COUNTS}
+    adv = {e: sum(part["adv"][e] for part in parts) for e in cfg.epsilons}
+    n_total = int(c["n_total"])
     return Grid(
-        rows=rows,
+        rows=[r for b in sorted(rows) for r in rows[b]],
         gallery=gallery,
         n_samples=n_total,
-        n_correct=n_correct,
-        n_nonfinite_logits=n_nonfinite,
-        prediction_agreement=agree_pred / agree_n if agree_n else None,
-        map_cosine=agree_cos / agree_n if agree_n else None,
-        onnx_checked=onnx_checked,
-        onnx_disagreements=onnx_disagree,
-        adv_accuracy={e: adv_correct[e] / n_total for e in cfg.epsilons}
+        n_correct=int(c["n_correct"]),
+        n_nonfinite_logits=int(c["n_nonfinite"]),
+        prediction_agreement=c["agree_pred"] / c["agree_n"] if c["agree_n"] else None,
+        map_cosine=c["agree_cos"] / c["agree_n"] if c["agree_n"] else None,
+        onnx_checked=int(c["onnx_checked"]),
+        onnx_disagreements=int(c["onnx_disagree"]),
+        adv_accuracy={e: adv[e] / n_total for e in cfg.epsilons}
         if cfg.adv_accuracy and n_total
         else None,
+        execution={"processes": p.world, "devices": _gathered(str(device), p.world)},
     )
+
+
+# what each rank counts, summed over the ranks
+COUNTS = (
+    "n_total",
+    "n_correct",
+    "n_nonfinite",
+    "agree_n",
+    "agree_pred",
+    "agree_cos",
+    "onnx_checked",
+    "onnx_disagree",
+)
+
+
+def _owned(n_batches: int, rank: int, world: int) -> range:
+    """The batches this rank audits: every ``world``-th, from its rank (all of them alone)."""
+    return range(rank, n_batches, world)
+
+
+def _gathered(obj: Any, world: int) -> list[Any]:
+    """``obj`` from every rank, in rank order (``[obj]`` in a single process)."""
+    if world == 1:
+        return [obj]
+    import torch.distributed as tdist
+
+    out: list[Any] = [None] * world
+    tdist.all_gather_object(out, obj)
+    return out
 
 
 def _worst(values: dict[str, np.ndarray], n: int) -> list[int]:

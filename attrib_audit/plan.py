@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +61,8 @@ class Plan:
     data: Any  # Data
     baseline: dict[str, Any] | None
     device: torch.device
+    rank: int = 0  # this process, of ``world`` under torchrun (each audits every world-th batch)
+    world: int = 1
 
     def method(self, name: str) -> Bound:
         return next(m for m in self.methods if m.name == name)
@@ -101,3 +103,4 @@ class Grid:
     onnx_checked: int
     onnx_disagreements: int
     adv_accuracy: dict[float, float] | None
+    execution: dict[str, Any] = field(default_factory=lambda: {"processes": 1, "devices": []})

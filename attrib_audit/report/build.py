@@ -153,6 +153,7 @@ def build_report(plan: Plan, grid: Grid) -> dict[str, Any]:
             "clean_accuracy": n_correct / n if n else None,
         },
         "config": report_config(plan),
+        "execution": grid.execution,
         "results": results,
         "summary": summary_table(results, cfg.metrics) if results else {},
     }

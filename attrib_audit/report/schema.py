@@ -74,6 +74,14 @@ SCHEMA = {
             },
         },
         "config": {"type": "object", "required": ["seed"]},
+        "execution": {  # how it ran: torchrun processes and the device of each
+            "type": "object",
+            "required": ["processes", "devices"],
+            "properties": {
+                "processes": {"type": "integer", "minimum": 1},
+                "devices": {"type": "array", "items": {"type": "string"}},
+            },
+        },
         "results": {
             "type": "array",
             "items": {
