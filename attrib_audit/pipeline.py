@@ -172,6 +172,7 @@ def plan(config: AuditConfig, device) -> Plan:
         warnings.simplefilter("ignore")  # unreplaced ReLUs are reported in the report
         module = module_on(loaded.module, device)
         surrogate = smooth_surrogate(module, cfg.beta)
+    rank, world, _ = ranks()
     return Plan(
         config=dataclasses.replace(cfg, metrics=[m.name for m in metrics]),
         methods=methods,
@@ -182,8 +183,8 @@ def plan(config: AuditConfig, device) -> Plan:
         data=data,
         baseline=baseline,
         device=torch.device(device),
-        rank=ranks()[0],
-        world=ranks()[1],
+        rank=rank,
+        world=world,
     )
 
 

@@ -128,6 +128,10 @@ class ModelCard:
         base.update(given)
         return ModelCard.from_dict(base, origin="model card")
 
+    def under(self, other: ModelCard) -> ModelCard:
+        """This card with every field ``other`` gives put over it (``other`` wins)."""
+        return self.merged(**{k: v for k, v in vars(other).items() if v not in (None, {})})
+
     def require(self, name: str, why: str = "") -> Any:
         """The field's value, or an error naming the flag that sets it."""
         value = getattr(self, name)

@@ -271,7 +271,7 @@ def load_onnx(path: Path, card: ModelCard, *, trust: bool = False) -> nn.Module:
 def _load_onnx(path: Path, card: ModelCard):
     model, facts = onnx_graph.load(path)
     graph_card = ModelCard.from_dict(facts.card, origin=f"card embedded in {path}")
-    card = graph_card.merged(**{k: v for k, v in vars(card).items() if v not in (None, {})})
+    card = graph_card.under(card)
     layout = card.layout or facts.layout or "NCHW"
     if card.input_shape is None and facts.input_shape is not None:
         card = card.with_(input_shape=facts.image_shape(layout))
@@ -344,11 +344,10 @@ def load_model(
     base = ModelCard.from_toml(sidecar) if sidecar.is_file() else ModelCard()
     if arch is None and base.arch is not None and not trust:  # the card's, not the user's
         check_card_arch(base.arch, f"model card {sidecar}")
-    meta = zoo_card(arch or base.arch) if (arch or base.arch) else None
+    spec = arch or base.arch
+    meta = zoo_card(spec) if spec else None
     if meta is not None:  # the zoo's metadata of the named weights, under the sidecar's fields
-        base = ModelCard.from_dict(meta, origin=f"the metadata of {arch or base.arch}").merged(
-            **{k: v for k, v in vars(base).items() if v not in (None, {})}
-        )
+        base = ModelCard.from_dict(meta, origin=f"the metadata of {spec}").under(base)
     the_card = base.merged(
         arch=arch,
         input_shape=input_shape,
