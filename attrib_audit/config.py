@@ -100,7 +100,7 @@ class AuditConfig(LoadOptions):
         if pixels is not None and self.k is None and "k" in preset:  # the paper's k, scaled
             values["k"] = scaled_k(preset["k"], pixels, ref)
         if pixels is not None and values["k"] is None:
-            values["k"] = max(1, round(pixels / 8))
+            values["k"] = default_k(pixels)
         for name in ("method_params", "attack_params", "metric_params"):
             from_preset = preset.get(name, {})
             if name == "attack_params" and pixels is not None:  # the papers' attack k, scaled
@@ -110,3 +110,8 @@ class AuditConfig(LoadOptions):
                 }
             values[name] = merge(DEFAULT_SETTINGS.get(name), from_preset, getattr(self, name))
         return dataclasses.replace(self, **values)
+
+
+def default_k(pixels: int) -> int:
+    """The audit's k when neither the user nor a preset sets it: an eighth of the pixels."""
+    return max(1, round(pixels / 8))

@@ -111,7 +111,9 @@ def gallery_k(report: dict[str, Any], pixels: int) -> int:
     """The k the audit's top-k intersection used (the config's ``k``), else the audit's default
     for it (an eighth of the pixels); capped to ``pixels``."""
     k = report.get("config", {}).get("k")
-    return min(int(k) if k else max(1, round(pixels / 8)), pixels)
+    from attrib_audit.config import default_k
+
+    return min(int(k) if k else default_k(pixels), pixels)
 
 
 def _upscale(a: np.ndarray, factor: int) -> np.ndarray:
