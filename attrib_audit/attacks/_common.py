@@ -9,6 +9,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from attrib_audit.attributions._common import logits_at
 from attrib_audit.errors import AttribAuditError, SettingError
 from attrib_audit.metrics.location import center_of_mass
 from attrib_audit.metrics.reduce import reduce_map
@@ -55,6 +56,23 @@ def make_generator(x: Tensor, seed: int | None) -> torch.Generator | None:
 def predict(model: nn.Module, x: Tensor) -> Tensor:
     with torch.no_grad():
         return model(x).argmax(1)
+
+
+def map_and_prediction(
+    method, model: nn.Module, x: Tensor, target: Tensor, reduce: str
+) -> tuple[Tensor, Tensor]:
+    """The audited model's reduced map at ``x`` (detached) and its prediction there: keep-best
+    needs both at every step. The prediction reuses the logits of the map's own forward where
+    the method evaluates the model at ``x`` itself (saliency); otherwise one more forward.
+
+    Shape:
+        x: (B, C, H, W)
+        returns: (B, H, W), (B,)
+    """
+    with logits_at(x) as tap:
+        m = reduced(method, model, x, target, reduce).detach()
+    pred = tap.logits.argmax(1) if tap.logits is not None else predict(model, x)
+    return m, pred
 
 
 def normalized(m: Tensor) -> Tensor:

@@ -13,6 +13,7 @@ from attrib_audit.attacks._common import (
     Goal,
     check_args,
     make_generator,
+    map_and_prediction,
     predict,
     preserved,
     reduced,
@@ -70,8 +71,8 @@ def ifia(
         dissimilarity = Goal(goal, clean, k, region)
 
         def score(x_adv: Tensor) -> Tensor:
-            d = dissimilarity(reduced(method, model, x_adv, target, reduce).detach())
-            return torch.where(predict(model, x_adv) == pred, d, -torch.inf)
+            m, pred_adv = map_and_prediction(method, model, x_adv, target, reduce)
+            return torch.where(pred_adv == pred, dissimilarity(m), -torch.inf)
 
         return signed_steps(
             lambda z: dissimilarity(reduced(method, surrogate, z, target, reduce, True)),

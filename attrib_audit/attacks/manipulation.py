@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from attrib_audit.attacks._common import (
     check_args,
     make_generator,
+    map_and_prediction,
     normalized,
     predict,
     preserved,
@@ -111,8 +112,8 @@ def manipulate(
             return -(distance(m) + gamma * (surrogate(z).softmax(1) - p0).pow(2).mean(1))
 
         def score(x_adv: Tensor) -> Tensor:
-            d = distance(reduced(method, model, x_adv, target, reduce).detach())
-            return torch.where(predict(model, x_adv) == pred, -d, -torch.inf)
+            m, pred_adv = map_and_prediction(method, model, x_adv, target, reduce)
+            return torch.where(pred_adv == pred, -distance(m), -torch.inf)
 
         try:
             return signed_steps(

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Literal
 
 import torch
@@ -124,7 +127,7 @@ class _RecomputedGradient(torch.autograd.Function):
     def forward(ctx, points: Tensor, model: nn.Module, target: Tensor, explain: str) -> Tensor:
         ctx.model, ctx.explain = model, explain
         ctx.save_for_backward(points, target)
-        return _gradient(model, points.detach(), target, explain, create_graph=False)
+        return _gradient(model, points.detach(), target, explain, create_graph=False)[0]
 
     @staticmethod
     @once_differentiable
@@ -132,18 +135,49 @@ class _RecomputedGradient(torch.autograd.Function):
         points, target = ctx.saved_tensors
         with torch.enable_grad():
             p = points.detach().requires_grad_(True)
-            g = _gradient(ctx.model, p, target, ctx.explain, create_graph=True)
+            g, _ = _gradient(ctx.model, p, target, ctx.explain, create_graph=True)
             (vjp,) = torch.autograd.grad(g, p, grad_outputs=v)
         return vjp, None, None, None
 
 
+class LogitTap:
+    """The logits a method's own forward computed at exactly ``x`` (see :func:`logits_at`)."""
+
+    def __init__(self, x: Tensor) -> None:
+        self.x, self.logits = x, None
+
+
+_tap: ContextVar[LogitTap | None] = ContextVar("attrib_audit_logit_tap", default=None)
+
+
+@contextmanager
+def logits_at(x: Tensor) -> Iterator[LogitTap]:
+    """Record the logits of the model calls a method makes at ``x`` itself (the tensor, not a
+    copy or a point computed from it), so a caller that needs the prediction at ``x`` too
+    (an attack's keep-best check) does not run the forward again. Saliency evaluates at ``x``;
+    methods that evaluate elsewhere (IG's path, SmoothGrad's noise) leave ``tap.logits`` None.
+
+    Shape:
+        x: (B, ...)
+        tap.logits: (B, K), detached, or None
+    """
+    tap = LogitTap(x)
+    token = _tap.set(tap)
+    try:
+        yield tap
+    finally:
+        _tap.reset(token)
+
+
 def _gradient(model, chunk: Tensor, target: Tensor, explain: str, *, create_graph: bool):
+    """(gradient of the explained quantity at the rows of ``chunk``, their logits)."""
     if not create_graph or not chunk.requires_grad:
         chunk = chunk.detach().requires_grad_(True)
     with torch.enable_grad():
-        scores = quantity(model(chunk), target, explain)
+        logits = model(chunk)
+        scores = quantity(logits, target, explain)
         (grad,) = torch.autograd.grad(scores.sum(), chunk, create_graph=create_graph)
-    return grad
+    return grad, logits
 
 
 def gradients(
@@ -184,13 +218,20 @@ def gradients(
         and n * saved_bytes_per_row(model, points[0]) * SECOND_ORDER_FACTOR
         > graph_budget(points.device)
     )
-    out = []
+    tap = _tap.get()
+    tap = tap if tap is not None and tap.x is points and not recompute else None
+    out, logits = [], []
     for start in range(0, n, step):
         chunk, t = points[start : start + step], target[start : start + step]
         if recompute:
             out.append(_RecomputedGradient.apply(chunk, model, t, explain))
         else:
-            out.append(_gradient(model, chunk, t, explain, create_graph=create_graph))
+            grad, chunk_logits = _gradient(model, chunk, t, explain, create_graph=create_graph)
+            out.append(grad)
+            if tap is not None:
+                logits.append(chunk_logits.detach())
+    if tap is not None:
+        tap.logits = logits[0] if len(logits) == 1 else torch.cat(logits)
     return out[0] if len(out) == 1 else torch.cat(out)
 
 
