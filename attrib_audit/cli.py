@@ -198,6 +198,14 @@ ConfigOpt = Annotated[
     ),
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+DeterministicOpt = Annotated[
+    bool,
+    typer.Option(
+        "--deterministic",
+        help="Deterministic algorithms only (same floats run to run on one GPU; an operation "
+        "without one is an error). The CPU is deterministic already.",
+    ),
+]
 
 
 def _settings(option: str, items: list[str] | None) -> dict[str, dict[str, Any]]:
@@ -602,6 +610,7 @@ def audit(
     batch_size: BatchOpt = 64,
     max_batch: MaxBatchOpt = None,
     device: DeviceOpt = "auto",
+    deterministic: DeterministicOpt = False,
     seed: SeedOpt = 0,
     config: ConfigOpt = None,
     preset: Annotated[
@@ -718,6 +727,7 @@ def audit(
             max_drop=max_drop,
             seed=seed,
             device=device,
+            deterministic=deterministic,
             out=str(out_dir),
             formats=_split(formats) or [],
             resume=resume,
@@ -846,6 +856,7 @@ def finetune(
         str, typer.Option("--schedule", help="constant, cosine or step.")
     ] = "constant",
     device: DeviceOpt = "auto",
+    deterministic: DeterministicOpt = False,
     seed: SeedOpt = 0,
     config: ConfigOpt = None,
     out_dir: Annotated[
@@ -916,6 +927,7 @@ def finetune(
             weight_decay=weight_decay,
             schedule=schedule,
             device=device,
+            deterministic=deterministic,
             seed=seed,
             out=str(out_dir),
             checkpoint_every=checkpoint_every,

@@ -74,6 +74,7 @@ class AuditConfig(LoadOptions):
     pgd_step_size: float | None = None
     seed: int = 0
     device: str = "auto"
+    deterministic: bool = False
     gallery: int = 6
     require: list[str] = _output(default_factory=list)
     baseline: str | None = _output()

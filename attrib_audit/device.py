@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
-from attrib_audit.errors import SettingError
+from attrib_audit.errors import AttribAuditError, SettingError
 
 
 def ranks() -> tuple[int, int, int]:
@@ -66,3 +68,38 @@ def module_on(module: torch.nn.Module, device) -> torch.nn.Module:
     if where is None or where.device == torch.device(device):
         return module
     return copy.deepcopy(module).to(device)
+
+
+@contextmanager
+def deterministic(enabled: bool) -> Iterator[None]:
+    """``--deterministic``: torch's deterministic algorithms for the duration (cuDNN's too, and
+    cuBLAS's fixed workspace when CUDA has not started yet), so two runs on one GPU give the
+    same floats; the caller's settings are restored on the way out. An operation with no
+    deterministic implementation on the device is a clear error, not a silent fallback.
+    On the CPU the audit is deterministic already; the flag costs nothing there."""
+    if not enabled:
+        yield
+        return
+    saved = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+    )
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    except RuntimeError as exc:
+        if "deterministic" not in str(exc):
+            raise
+        op = str(exc).strip().partition(" does not have a deterministic")[0]
+        raise AttribAuditError(
+            f"{op[:80]} has no deterministic implementation on this device; rerun without "
+            "{deterministic}",
+            refs=("deterministic",),
+        ) from None
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[2:]

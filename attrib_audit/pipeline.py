@@ -25,7 +25,14 @@ from torch import Tensor
 
 from attrib_audit.arrays import encode_array
 from attrib_audit.config import FORMATS, QUICK, AuditConfig
-from attrib_audit.device import module_on, process_device, process_group, ranks, resolve_device
+from attrib_audit.device import (
+    deterministic,
+    module_on,
+    process_device,
+    process_group,
+    ranks,
+    resolve_device,
+)
 from attrib_audit.errors import AttribAuditError, SettingError
 from attrib_audit.journal import JOURNAL, Journal
 from attrib_audit.params import build
@@ -55,6 +62,11 @@ def audit(
     Under torchrun each rank audits every world-th batch and journals its own cells; rank 0
     gathers the results, writes the reports and returns the report, the other ranks None.
     """
+    with deterministic(config.deterministic):
+        return _audit(config, progress)
+
+
+def _audit(config: AuditConfig, progress) -> dict[str, Any] | None:
     from attrib_audit.io import OutputDir
     from attrib_audit.report import build_report, render_reports, write_rendered
 

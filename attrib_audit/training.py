@@ -50,6 +50,7 @@ class FinetuneConfig(LoadOptions):
     weight_decay: float = 0.0
     schedule: str = "constant"
     device: str = "auto"
+    deterministic: bool = False
     seed: int = 0
     out: str = "finetuned"
     checkpoint_every: int = 100
@@ -74,6 +75,7 @@ class FinetuneConfig(LoadOptions):
                 "audit_preset",
                 "checkpoint_every",
                 "device",
+                "deterministic",
             )
         }
         d["params"] = _objective_params(self).as_dict()  # lam=.5 and lam=0.5 are one run
@@ -222,6 +224,13 @@ def finetune(
     format as the input) and card to ``config.out``, audit before and after (unless
     ``config.audit`` is False) and write ``comparison.json``. Under torchrun the steps run
     with DistributedDataParallel (NCCL on GPUs, gloo on CPUs); rank 0 writes."""
+    from attrib_audit.device import deterministic
+
+    with deterministic(config.deterministic):
+        return _finetune(config, progress)
+
+
+def _finetune(config: FinetuneConfig, progress) -> FinetuneResult:
     import torch.distributed as tdist
 
     from attrib_audit.data import data_for
@@ -372,6 +381,7 @@ def _before_after(
         "preset": cfg.audit_preset,
         "seed": cfg.seed,
         "device": cfg.device,
+        "deterministic": cfg.deterministic,
         "epsilons": [epsilon] if epsilon and not cfg.audit_preset else None,
     }
     with warnings.catch_warnings():
