@@ -5,6 +5,16 @@ import torch
 from torch import nn
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` run wherever CUDA is available and are skipped elsewhere (CI)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 class TinyCNN(nn.Module):
     """A small conv net; ``act`` picks the activation (ReLU or a smooth one)."""
 

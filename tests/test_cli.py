@@ -171,7 +171,7 @@ def test_cuda_without_a_gpu_is_a_clear_error():
     assert "no CUDA device is available" in result.stderr
 
 
-@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.gpu
 def test_attribute_on_cuda_matches_cpu(tmp_path):
     for device in ("cpu", "cuda"):
         result = runner.invoke(

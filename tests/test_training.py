@@ -110,7 +110,7 @@ def test_cuda_without_a_gpu_is_a_clear_error(tmp_path):
     assert result.exit_code == 2 and "no CUDA device is available" in result.stderr
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.gpu
 def test_gpu_finetune_runs_and_matches_the_cpu_loss(tmp_path):
     cpu = finetune(
         FinetuneConfig(model=DIGITS, steps=2, device="cpu", out=str(tmp_path / "cpu"), **QUICK)
