@@ -10,9 +10,11 @@ from torch import Tensor
 from attrib_audit.metrics.reduce import flat
 from attrib_audit.registry import METRICS
 
-# Above this many pixels the O(N^2) pairwise Kendall gives way to scipy's O(N log N) per sample.
-PAIRWISE_LIMIT = 16384
-_PAIR_BUDGET = 1 << 22  # pair comparisons per chunk: bounds memory of the pairwise form
+# Kendall's tau runs as tensor operations on the maps' device (no copy to the host), except on
+# the CPU above this many pixels, where scipy's per-sample C loop is faster (2 cores: equal at
+# 1,024 pixels, 3.5x faster at 16,384; the tensor form is 7x faster than the pairwise O(N^2)
+# form it replaced at 784).
+SCIPY_ABOVE_ON_CPU = 1024
 
 
 def _float(t: Tensor) -> Tensor:
@@ -51,42 +53,78 @@ def spearman(a: Tensor, b: Tensor) -> Tensor:
     return rho.to(fa.dtype)
 
 
-def _tied_pairs(a: Tensor) -> Tensor:
-    """Number of pairs tied in each row: sum over tie groups of t (t - 1) / 2."""
-    s = a.sort(dim=1).values.contiguous()
-    a = a.contiguous()
-    equal = torch.searchsorted(s, a, side="right") - torch.searchsorted(s, a, side="left")
-    return (equal - 1).sum(1).to(torch.float64) / 2
+def _tied_pairs(s: Tensor, starts: Tensor) -> Tensor:
+    """Pairs tied in each row of sorted ``s``, given where each run of equal values starts:
+    the sum over runs of t (t - 1) / 2, as each element's count of earlier ones in its run."""
+    i = torch.arange(s.shape[1], device=s.device).expand_as(s)
+    first = torch.cummax(torch.where(starts, i, torch.zeros_like(i)), dim=1).values
+    return (i - first).sum(1).to(torch.float64)
 
 
-def _kendall_pairwise(fa: Tensor, fb: Tensor) -> Tensor:
-    bsz, n = fa.shape
-    s = torch.zeros(bsz, dtype=torch.float64, device=fa.device)
-    rows = max(1, _PAIR_BUDGET // max(1, n * bsz))
-    for i in range(0, n, rows):
-        da = torch.sign(fa[:, i : i + rows, None] - fa[:, None, :])
-        db = torch.sign(fb[:, i : i + rows, None] - fb[:, None, :])
-        s += (da * db).sum((1, 2)).to(torch.float64)
-    n0 = n * (n - 1) / 2
-    # every unordered pair is counted twice in the full square
-    return (s / 2) / torch.sqrt((n0 - _tied_pairs(fa)) * (n0 - _tied_pairs(fb)))
+def _run_starts(*sorted_keys: Tensor) -> Tensor:
+    """Where a new run of equal keys starts in rows sorted by ``sorted_keys``."""
+    starts = torch.zeros_like(sorted_keys[0], dtype=torch.bool)
+    starts[:, 0] = True
+    for k in sorted_keys:
+        starts[:, 1:] |= k[:, 1:] != k[:, :-1]
+    return starts
+
+
+def _inversions(v: Tensor) -> Tensor:
+    """Pairs i < j with v_i > v_j in each row, by a batched bottom-up merge sort: at each level
+    every right half-block counts the elements of its sorted left half-block above it.
+
+    Shape:
+        v: (B, N)
+        returns: (B,) float64
+    """
+    bsz, n = v.shape
+    p = 1 << max(0, (n - 1).bit_length())
+    arr = torch.cat([v, v.new_full((bsz, p - n), float("inf"))], 1)  # pads add no inversions
+    count = torch.zeros(bsz, dtype=torch.float64, device=v.device)
+    s = 1
+    while s < p:
+        blocks = arr.reshape(bsz, p // (2 * s), 2, s)
+        left = blocks[:, :, 0].reshape(-1, s).contiguous()
+        right = blocks[:, :, 1].reshape(-1, s).contiguous()
+        above = s - torch.searchsorted(left, right, side="right")
+        count += above.reshape(bsz, -1).sum(1).to(torch.float64)
+        arr = blocks.reshape(bsz, p // (2 * s), 2 * s).sort(dim=2).values.reshape(bsz, p)
+        s *= 2
+    return count
+
+
+def _kendall_tensor(fa: Tensor, fb: Tensor) -> Tensor:
+    """Kendall's tau-b per row by Knight's algorithm, as scipy computes it: sort by (a, b),
+    count b's inversions (discordant pairs), correct for ties in a, in b and in both."""
+    n = fa.shape[1]
+    b_by_b, order_b = fb.sort(dim=1, stable=True)
+    a_s, order = fa.gather(1, order_b).sort(dim=1, stable=True)
+    b_s = b_by_b.gather(1, order)  # rows sorted by a, then by b
+    a_ties = _tied_pairs(a_s, _run_starts(a_s))
+    b_ties = _tied_pairs(b_by_b, _run_starts(b_by_b))
+    joint_ties = _tied_pairs(a_s, _run_starts(a_s, b_s))
+    total = n * (n - 1) / 2
+    concordant_minus_discordant = total - a_ties - b_ties + joint_ties - 2 * _inversions(b_s)
+    return concordant_minus_discordant / torch.sqrt((total - a_ties) * (total - b_ties))
 
 
 @METRICS.declare("kendall")
 def kendall(a: Tensor, b: Tensor) -> Tensor:
     """Kendall's tau-b per sample, over all pixels.
 
-    Pairwise and batched up to ``PAIRWISE_LIMIT`` pixels, ``scipy.stats.kendalltau`` per sample
-    above it. A constant map gives NaN, as in scipy.
+    Batched tensor operations on the maps' device (O(N log^2 N)); ``scipy.stats.kendalltau``
+    per sample on the CPU above ``SCIPY_ABOVE_ON_CPU`` pixels. A constant map gives NaN, as in
+    scipy.
 
     Shape:
         a, b: (B, ...)
         returns: (B,)
     """
     fa, fb = _float(flat(a, b)), _float(flat(b))
-    if fa.shape[1] <= PAIRWISE_LIMIT:
+    if fa.device.type != "cpu" or fa.shape[1] <= SCIPY_ABOVE_ON_CPU:
         with torch.no_grad():
-            return _kendall_pairwise(fa.detach(), fb.detach()).to(fa.dtype)
+            return _kendall_tensor(fa.detach(), fb.detach()).to(fa.dtype)
     na, nb = fa.detach().cpu().double().numpy(), fb.detach().cpu().double().numpy()
     taus = [stats.kendalltau(ra, rb).statistic for ra, rb in zip(na, nb, strict=True)]
     return torch.as_tensor(np.asarray(taus), dtype=fa.dtype, device=fa.device)

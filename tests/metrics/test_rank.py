@@ -35,13 +35,34 @@ def test_average_ranks_equal_scipy_rankdata():
     )
 
 
-def test_kendall_chunked_and_scipy_paths_agree(monkeypatch):
-    a, b = _maps(4, levels=5), _maps(5, levels=5)
-    pairwise = kendall(a, b)
-    monkeypatch.setattr(rank_module, "_PAIR_BUDGET", 50)  # many small chunks
-    torch.testing.assert_close(kendall(a, b), pairwise, rtol=0, atol=1e-12)
-    monkeypatch.setattr(rank_module, "PAIRWISE_LIMIT", 10)  # scipy per sample
-    torch.testing.assert_close(kendall(a, b), pairwise, rtol=0, atol=1e-12)
+@pytest.mark.parametrize("levels", [None, 5])
+def test_kendall_tensor_and_scipy_paths_agree(monkeypatch, levels):
+    a, b = _maps(4, levels=levels), _maps(5, levels=levels)
+    tensor = kendall(a, b)  # 63 pixels: the tensor form, a power-of-two pad included
+    monkeypatch.setattr(rank_module, "SCIPY_ABOVE_ON_CPU", 10)  # scipy per sample
+    torch.testing.assert_close(kendall(a, b), tensor, rtol=0, atol=1e-12)
+
+
+def test_kendall_tensor_form_equals_scipy_at_image_sizes():
+    """The merge sort's counts at 28x28 and 224x224 (many levels, padding, float32 maps with
+    ties), against scipy on the same floats."""
+    for shape in [(3, 28, 28), (2, 224, 224)]:
+        g = torch.Generator().manual_seed(shape[1])
+        a = torch.rand(shape, generator=g)
+        b = (a + 0.3 * torch.rand(shape, generator=g)).round(decimals=2)  # ties in b
+        got = rank_module._kendall_tensor(a.flatten(1), b.flatten(1))
+        for i in range(shape[0]):
+            want = stats.kendalltau(a[i].flatten().numpy(), b[i].flatten().numpy()).statistic
+            assert got[i].item() == pytest.approx(want, abs=1e-12)
+
+
+def test_inversions_equal_a_naive_count():
+    v = _maps(8, shape=(4, 23), levels=6)
+    naive = [
+        sum(int(row[i] > row[j]) for i in range(len(row)) for j in range(i + 1, len(row)))
+        for row in v.tolist()
+    ]
+    assert rank_module._inversions(v).tolist() == naive
 
 
 def test_identity_and_reversal():
