@@ -184,6 +184,7 @@ def plan(config: AuditConfig, device) -> Plan:
         warnings.simplefilter("ignore")  # unreplaced ReLUs are reported in the report
         module = module_on(loaded.module, device)
         surrogate = smooth_surrogate(module, cfg.beta)
+    _probe_methods(methods, module, card, cfg, data.get(torch.arange(1))[0].to(device))
     rank, world, _ = ranks()
     return Plan(
         config=dataclasses.replace(cfg, metrics=[m.name for m in metrics]),
@@ -198,6 +199,18 @@ def plan(config: AuditConfig, device) -> Plan:
         rank=rank,
         world=world,
     )
+
+
+def _probe_methods(methods: tuple[Bound, ...], module, card, cfg: AuditConfig, x) -> None:
+    """Every method once on one sample: a method that cannot run on this model (a Grad-CAM
+    layer it does not have) stops the audit before any attack."""
+    with torch.no_grad():
+        target = module(x).argmax(1)
+    vr = tuple(card.value_range)
+    for m in methods:
+        m.bind(value_range=vr, seed=0, explain=cfg.explain, max_batch=cfg.max_batch)(
+            module, x, target
+        )
 
 
 def _bind(config: AuditConfig, cfg: AuditConfig, pixels: int | None) -> tuple:

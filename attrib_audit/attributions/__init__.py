@@ -6,6 +6,7 @@ this package is imported by the method registry; a module declaring a method wit
 from __future__ import annotations
 
 from attrib_audit.attributions._common import EXPLAIN_CHOICES, gradients, quantity
+from attrib_audit.attributions.gradcam import grad_cam
 from attrib_audit.attributions.gradient import saliency
 from attrib_audit.attributions.integrated import (
     IG_METHODS,
@@ -20,6 +21,7 @@ from attrib_audit.attributions.uniformgrad import uniform_grad
 __all__ = [
     "EXPLAIN_CHOICES",
     "IG_METHODS",
+    "grad_cam",
     "gradients",
     "integrated_gradients",
     "make_baseline",
