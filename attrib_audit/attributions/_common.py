@@ -117,6 +117,27 @@ def auto_max_batch(model: nn.Module, points: Tensor, *, create_graph: bool = Fal
     return max(1, min(rows, graph_budget(points.device) // per_row))
 
 
+def chunk_rows(
+    model: nn.Module, points: Tensor, max_batch: int | None, *, create_graph: bool = False
+) -> int:
+    """Rows per model call for ``points``: ``max_batch`` (``None``: :func:`auto_max_batch`;
+    ``0``: all rows in one call), never more than there are rows."""
+    n = points.shape[0]
+    if max_batch is not None and max_batch < 0:
+        raise AttribAuditError(f"max_batch must be >= 0, got {max_batch}")
+    if max_batch is None:
+        max_batch = auto_max_batch(model, points, create_graph=create_graph)
+    return n if not max_batch or max_batch >= n else max_batch
+
+
+def differentiable(chunk: Tensor, create_graph: bool) -> Tensor:
+    """``chunk`` as the leaf a gradient is taken at, unless a second-order caller needs the
+    graph back to its own input (``create_graph`` and ``chunk`` already requires grad)."""
+    if not create_graph or not chunk.requires_grad:
+        return chunk.detach().requires_grad_(True)
+    return chunk
+
+
 class _RecomputedGradient(torch.autograd.Function):
     """One chunk's gradient, differentiable once more without keeping its graph: the forward
     computes the gradient and frees the graph; the backward recomputes it with ``create_graph``
@@ -171,8 +192,7 @@ def logits_at(x: Tensor) -> Iterator[LogitTap]:
 
 def _gradient(model, chunk: Tensor, target: Tensor, explain: str, *, create_graph: bool):
     """(gradient of the explained quantity at the rows of ``chunk``, their logits)."""
-    if not create_graph or not chunk.requires_grad:
-        chunk = chunk.detach().requires_grad_(True)
+    chunk = differentiable(chunk, create_graph)
     with torch.enable_grad():
         logits = model(chunk)
         scores = quantity(logits, target, explain)
@@ -204,11 +224,7 @@ def gradients(
         returns: (N, ...)
     """
     n = points.shape[0]
-    if max_batch is not None and max_batch < 0:
-        raise AttribAuditError(f"max_batch must be >= 0, got {max_batch}")
-    if max_batch is None:
-        max_batch = auto_max_batch(model, points, create_graph=create_graph)
-    step = n if not max_batch or max_batch >= n else max_batch
+    step = chunk_rows(model, points, max_batch, create_graph=create_graph)
     recompute = (
         create_graph
         and points.requires_grad

@@ -10,7 +10,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attrib_audit.attributions._common import auto_max_batch, check_inputs, quantity
+from attrib_audit.attributions._common import (
+    check_inputs,
+    chunk_rows,
+    differentiable,
+    quantity,
+)
 from attrib_audit.errors import SettingError
 from attrib_audit.params import Params, setting
 from attrib_audit.registry import METHODS
@@ -83,17 +88,14 @@ def grad_cam(
         raise ValueError(f"x must have shape (B, C, H, W), got {tuple(x.shape)}")
     b, c, h, w = x.shape
     name, module = find_layer(model, layer)
-    if max_batch is None:
-        max_batch = auto_max_batch(model, x, create_graph=create_graph)
-    step = b if not max_batch or max_batch >= b else max_batch
+    step = chunk_rows(model, x, max_batch, create_graph=create_graph)
     captured: list[Tensor] = []
     handle = module.register_forward_hook(lambda _m, _i, out: captured.append(out))
     maps = []
     try:
         for start in range(0, b, step):
-            chunk, t = x[start : start + step], target[start : start + step]
-            if not create_graph or not chunk.requires_grad:
-                chunk = chunk.detach().requires_grad_(True)
+            chunk = differentiable(x[start : start + step], create_graph)
+            t = target[start : start + step]
             captured.clear()
             with torch.enable_grad():
                 scores = quantity(model(chunk), t, explain)

@@ -39,6 +39,8 @@ def test_chunks_give_the_whole_batch_map():
     torch.testing.assert_close(
         grad_cam(model, x, target, max_batch=2), grad_cam(model, x, target, max_batch=0)
     )
+    with pytest.raises(ValueError, match="max_batch must be >= 0"):
+        grad_cam(model, x, target, max_batch=-1)  # the chunking rule every method shares
 
 
 def test_second_order_through_the_smooth_surrogate_by_float64_gradcheck():
