@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from attrib_audit.arrays import encode_array
+from attrib_audit.attacks._common import Draws
 from attrib_audit.config import FORMATS, QUICK, AuditConfig
 from attrib_audit.device import (
     deterministic,
@@ -307,17 +308,31 @@ def _method_fn(p: Plan, name: str, seed: int) -> Callable[..., Tensor]:
 
 
 def _metric_values(
-    p: Plan, raw0: Tensor, red0: Tensor, raw1: Tensor, red1: Tensor
-) -> dict[str, np.ndarray]:
-    """Every configured metric between clean and perturbed maps, per sample."""
+    p: Plan, maps: tuple[Tensor, Tensor, Tensor, Tensor], x: Tensor, x_adv: Tensor
+) -> dict[str, Tensor]:
+    """Every configured metric between clean and perturbed maps (raw and reduced, as
+    :func:`_maps` gives them), per sample, as float64 on the CPU."""
+    raw0, red0, raw1, red1 = maps
     values = {}
     finite = (torch.isfinite(raw0).flatten(1).all(1) & torch.isfinite(raw1).flatten(1).all(1)).cpu()
     for metric in p.metrics:
         on_raw = metric.entry.facts.on == "raw"
-        v = metric.bind(k=p.config.k)(raw0 if on_raw else red0, raw1 if on_raw else red1)
-        v = v.detach().double().cpu()
-        values[metric.name] = torch.where(finite, v, torch.nan).numpy()  # NaN maps: no evidence
+        fn = metric.bind(k=p.config.k, x=x, x_adv=x_adv)
+        v = fn(raw0 if on_raw else red0, raw1 if on_raw else red1).detach().double().cpu()
+        values[metric.name] = torch.where(finite, v, torch.nan)  # NaN maps: no evidence
     return values
+
+
+def _over_draws(p: Plan, per_draw: list[dict[str, Tensor]]) -> dict[str, np.ndarray]:
+    """Each metric's per-sample values aggregated over the draws, as the metric declares (a
+    draw that changed the prediction is NaN and left out)."""
+    from attrib_audit.metrics.sensitivity import over_draws
+
+    return {
+        m.name: over_draws(torch.stack([d[m.name] for d in per_draw]), m.entry.facts.over_draws)
+        .numpy()
+        for m in p.metrics
+    }
 
 
 def _maps(p: Plan, batch: _Batch, name: str, seed: int, x_adv: Tensor):
@@ -340,7 +355,9 @@ def _attack_cell(p: Plan, batch: _Batch, m: str, attack: Bound, e: float) -> dic
     cfg, loaded = p.config, p.loaded
     model, vr = loaded.module, tuple(loaded.card.value_range)
     atk = attack.name
-    seed = _cell_seed(cfg.seed, batch.b, m, atk, e)
+    # not the attack's name: the attacks of a cell draw the same noise, so a sampling and a
+    # searching attack are compared draw by draw, and a stochastic method's clean map is shared
+    seed = _cell_seed(cfg.seed, batch.b, m, e)
     kwargs = attack.kwargs(
         steps=cfg.steps,
         step_size=cfg.step_size or 2.5 * e / max(1, cfg.steps),
@@ -349,21 +366,38 @@ def _attack_cell(p: Plan, batch: _Batch, m: str, attack: Bound, e: float) -> dic
         seed=seed,
     )
     method = _method_fn(p, m, seed)
-    x_adv = attack.entry.obj(
-        model, p.surrogate, batch.x, batch.pred, method, epsilon=e, **kwargs
-    ).detach()
-    audited = loaded.predict(x_adv).argmax(1).to(p.device)
-    kept = audited == batch.pred
-    disagreements = 0
-    if loaded.onnx_session is not None:  # the converted module vs the graph itself
-        with torch.no_grad():
-            disagreements = int((model(x_adv).argmax(1) != audited).sum())
-    rows, gallery = [], []
+    result = attack.entry.obj(model, p.surrogate, batch.x, batch.pred, method, epsilon=e, **kwargs)
+    sampled = isinstance(result, Draws)  # several draws per sample: each measured
     targets = [m] + ([o for o in cfg.methods if o != m] if cfg.transfer else [])
+    seeds = {t: seed if t == m else _cell_seed(cfg.seed, batch.b, t, e) for t in targets}
+    per_draw: dict[str, list[dict[str, Tensor]]] = {t: [] for t in targets}
+    kept = torch.zeros(batch.x.shape[0], dtype=torch.bool, device=p.device)
+    disagreements, x_adv, last = 0, batch.x, {}
+    for x_draw in result if sampled else (result,):
+        x_draw = x_draw.detach()
+        audited = loaded.predict(x_draw).argmax(1).to(p.device)
+        kept_draw = audited == batch.pred
+        if loaded.onnx_session is not None:  # the converted module vs the graph itself
+            with torch.no_grad():
+                disagreements += int((model(x_draw).argmax(1) != audited).sum())
+        # the gallery shows, per sample, the first draw that kept the prediction
+        first = kept_draw & ~kept if sampled else torch.ones_like(kept_draw)
+        x_adv = torch.where(first[:, None, None, None], x_draw, x_adv)
+        kept |= kept_draw
+        for t in targets:
+            maps = _maps(p, batch, t, seeds[t], x_draw)
+            values = _metric_values(p, maps, batch.x, x_draw)
+            if sampled:  # a draw that changed the prediction is no evidence (as in Quantus)
+                values = {k: torch.where(kept_draw.cpu(), v, torch.nan) for k, v in values.items()}
+                shown = last.get(t, maps[1:2] * 2)
+                last[t] = (shown[0], torch.where(first[:, None, None], maps[3], shown[1]))
+            else:
+                last[t] = (maps[1], maps[3])
+            per_draw[t].append(values)
+    rows, gallery = [], []
     for t in targets:
-        t_seed = seed if t == m else _cell_seed(cfg.seed, batch.b, t, atk, e)
-        raw0, red0, raw1, red1 = _maps(p, batch, t, t_seed, x_adv)
-        values = _metric_values(p, raw0, red0, raw1, red1)
+        values = _over_draws(p, per_draw[t])
+        red0, red1 = last[t]
 
         def facts(i: int, values=values) -> dict[str, Any]:
             return {

@@ -57,10 +57,15 @@ class AttackFacts:
 @dataclass(frozen=True)
 class MetricFacts:
     """``on``: which maps it compares, reduced (B, H, W) or raw (B, C, H, W).
-    ``higher_is_robust``: which way is better (the gate and the worst-case summary use it)."""
+    ``higher_is_robust``: which way is better (the gate and the worst-case summary use it).
+    ``inputs``: it also compares the inputs; it is called with ``x=`` and ``x_adv=``
+    (B, C, H, W). ``over_draws``: how the values of an attack's several draws per sample (the
+    ``random`` attack's) aggregate, ``"mean"`` or ``"max"``."""
 
     on: Literal["reduced", "raw"] = "reduced"
     higher_is_robust: bool = True
+    inputs: bool = False
+    over_draws: Literal["mean", "max"] = "mean"
 
 
 @dataclass(frozen=True)

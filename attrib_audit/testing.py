@@ -148,6 +148,9 @@ def check_metric(metric: str | Callable, **params: Any) -> None:
     b = torch.rand(4, 8, 8, generator=g, dtype=torch.float64)
     if meta.get("on") == "raw":
         a, b = a[:, None], b[:, None]
+    if meta.get("inputs"):  # inputs (B, C, H, W) the maps explain
+        x = torch.rand(4, 1, 8, 8, generator=g, dtype=torch.float64)
+        params = {"x": x, "x_adv": (x + 0.1 * torch.rand(x.shape, generator=g)), **params}
     v = fn(a, b, **params)
     assert isinstance(v, Tensor) and v.shape == (4,), (
         f"{name}: returned {getattr(v, 'shape', type(v))}, expected shape (4,)"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -43,6 +44,22 @@ def project(x_adv: Tensor, x: Tensor, epsilon: float, value_range) -> Tensor:
 def uniform_in_ball(x: Tensor, epsilon: float, value_range, generator) -> Tensor:
     u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     return project(x + (2 * u - 1) * epsilon, x, epsilon, value_range)
+
+
+@dataclass(frozen=True)
+class Draws:
+    """Several perturbed inputs per sample (a sampling attack's result), made one at a time so
+    that they are never all in memory: ``iter(draws)`` yields ``count`` tensors (B, C, H, W).
+
+    The audit measures every draw and aggregates each metric over the draws that keep the
+    prediction, as the metric declares (``over_draws``: the mean, or the max for the
+    sensitivity metrics)."""
+
+    count: int
+    make: Callable[[], Iterator[Tensor]]
+
+    def __iter__(self) -> Iterator[Tensor]:
+        return self.make()
 
 
 def make_generator(x: Tensor, seed: int | None) -> torch.Generator | None:
@@ -113,24 +130,28 @@ def signed_steps(
     best_score: Tensor | None = None,
     keep: Literal["step", "restart"] = "step",
     before_step: Callable[[int], None] | None = None,
+    start: Tensor | None = None,
 ) -> Tensor:
     """Maximise ``loss(x')`` (per sample, (B,)) by signed steps of ``step_size``, each
     projected to the epsilon ball around x and the value range: the loop of every attack and
     of every robust objective's inner maximisation.
 
-    Restart 0 starts at x (at a uniform point of the ball with ``random_start``), later ones
-    at a uniform point. Without ``score`` the last iterate is returned. With it, per sample,
-    the iterate of highest ``score`` (``-inf`` where it is not admissible, a changed prediction
-    say) that beats ``best_score`` (the score of x; computed when not given) is kept, checked
-    after every step (``keep="step"``) or at the end of each restart (``"restart"``); x itself
-    when none does. ``before_step(t)`` runs before step t of each restart (an annealing).
+    Restart 0 starts at x (at a uniform point of the ball with ``random_start``, at ``start``
+    when given), later ones at a uniform point. Without ``score`` the last iterate is
+    returned. With it, per sample, the iterate of highest ``score`` (``-inf`` where it is not
+    admissible, a changed prediction say) that beats ``best_score`` is kept, checked after
+    every step (``keep="step"``) or at the end of each restart (``"restart"``). The first
+    point to beat is ``start`` with its score as ``best_score`` when both are given, else x
+    (its score computed when not given), which is returned when no iterate beats it.
+    ``before_step(t)`` runs before step t of each restart (an annealing).
 
     Shape:
         x: (B, C, H, W)
         returns: (B, C, H, W), detached
     """
     x = x.detach()
-    best = x.clone()
+    start = None if start is None else start.detach()
+    best = start.clone() if start is not None and best_score is not None else x.clone()
     if epsilon == 0 or (steps == 0 and score is not None and keep == "step"):
         return best
     if score is not None and best_score is None:
@@ -145,8 +166,12 @@ def signed_steps(
 
     x_adv = x
     for r in range(restarts + 1):
-        start = r > 0 or random_start
-        x_adv = uniform_in_ball(x, epsilon, value_range, generator) if start else x.clone()
+        if r == 0 and start is not None:
+            x_adv = start.clone()
+        elif r > 0 or random_start:
+            x_adv = uniform_in_ball(x, epsilon, value_range, generator)
+        else:
+            x_adv = x.clone()
         for t in range(steps):
             if before_step is not None:
                 before_step(t)
