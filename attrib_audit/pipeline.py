@@ -329,8 +329,9 @@ def _over_draws(p: Plan, per_draw: list[dict[str, Tensor]]) -> dict[str, np.ndar
     from attrib_audit.metrics.sensitivity import over_draws
 
     return {
-        m.name: over_draws(torch.stack([d[m.name] for d in per_draw]), m.entry.facts.over_draws)
-        .numpy()
+        m.name: over_draws(
+            torch.stack([d[m.name] for d in per_draw]), m.entry.facts.over_draws
+        ).numpy()
         for m in p.metrics
     }
 

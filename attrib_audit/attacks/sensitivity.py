@@ -58,9 +58,9 @@ def ifia_sensitivity(
     the prediction.
 
     The best of ``samples`` uniform draws (by the audited model's map; x itself if none keeps
-    the prediction) is the start; ``steps`` signed steps of the surrogate's map change
-    follow (and ``restarts`` more runs from uniform points), and the iterate of largest change on ``model`` that keeps the prediction is kept,
-    checked after every step.
+    the prediction) is the start. ``steps`` signed steps of the surrogate's map change follow
+    (and ``restarts`` more runs from uniform points); the iterate of largest change on
+    ``model`` that keeps the prediction is kept, checked after every step.
 
     Shape:
         x: (B, C, H, W)

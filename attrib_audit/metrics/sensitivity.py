@@ -65,9 +65,7 @@ def _max_normalised(a: Tensor) -> Tensor:
     return a / a.abs().amax(dim=1, keepdim=True)
 
 
-@METRICS.declare(
-    "local_lipschitz", on="raw", higher_is_robust=False, inputs=True, over_draws="max"
-)
+@METRICS.declare("local_lipschitz", on="raw", higher_is_robust=False, inputs=True, over_draws="max")
 def local_lipschitz(a: Tensor, b: Tensor, *, x: Tensor, x_adv: Tensor) -> Tensor:
     """``||e(x) - e(x')|| / (||x - x'|| + 1e-10)`` of maps scaled to a largest absolute
     value of 1, the maximum over draws.

@@ -65,8 +65,11 @@ def ours(metric, model, x, y, draws, how):
     per = []
     for d in draws:
         b = saliency(model, d, y).detach().double()
-        per.append(metric(a, b, x=x.double(), x_adv=d.double()) if metric in (ris, local_lipschitz)
-                   else metric(a, b))
+        per.append(
+            metric(a, b, x=x.double(), x_adv=d.double())
+            if metric in (ris, local_lipschitz)
+            else metric(a, b)
+        )
     return over_draws(torch.stack(per), how).numpy()
 
 
@@ -113,8 +116,16 @@ def test_the_search_is_never_below_the_sampled_maximum(case):
     draws = random_noise(model, surrogate, x, y, saliency, epsilon=eps, samples=DRAWS, seed=seed)
     sampled = ours(max_sensitivity, model, x, y, list(draws), "max")
     x_adv = ifia_sensitivity(
-        model, surrogate, x, y, saliency, epsilon=eps, steps=5, step_size=eps / 4,
-        samples=DRAWS, seed=seed,
+        model,
+        surrogate,
+        x,
+        y,
+        saliency,
+        epsilon=eps,
+        steps=5,
+        step_size=eps / 4,
+        samples=DRAWS,
+        seed=seed,
     )
     searched = ours(max_sensitivity, model, x, y, [x_adv], "max")
     assert (searched >= sampled - 1e-7).all()
