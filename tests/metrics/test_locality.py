@@ -68,7 +68,9 @@ def test_lens_topk_matches_the_definition(w, k):
 
 def test_neighbourhood_zero_is_the_topk_intersection():
     a, b = maps(2), maps(3)
-    torch.testing.assert_close(lens_topk(a, b, k=10, neighbourhood=0), topk_intersection(a, b, k=10))
+    torch.testing.assert_close(
+        lens_topk(a, b, k=10, neighbourhood=0), topk_intersection(a, b, k=10)
+    )
 
 
 def test_a_map_shifted_by_one_pixel_keeps_its_interior_peaks():
@@ -109,7 +111,9 @@ def test_topk_div_matches_the_definition(w):
 def test_window_max_matches_the_definition(w):
     a = maps(8)
     for i in range(a.shape[0]):
-        np.testing.assert_array_equal(window_max(a, w)[i].numpy(), naive_window_max(a[i].numpy(), w))
+        np.testing.assert_array_equal(
+            window_max(a, w)[i].numpy(), naive_window_max(a[i].numpy(), w)
+        )
 
 
 @pytest.mark.parametrize("ties", [False, True])
