@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
-from attrib_audit.errors import AttribAuditError
+from attrib_audit.errors import AttribAuditError, SettingError
 from attrib_audit.registry import SECTIONS
 
 try:  # newer typer carries its own click
@@ -137,6 +137,49 @@ def _param_opt(kind: str) -> Any:
     ]
 
 
+CertifyParamOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--certify-param",
+        help="A certification setting as SETTING=VALUE: sigma, samples, n0, alpha, radius "
+        "(repeatable), e.g. sigma=0.25.",
+    ),
+]
+
+
+def _certify_settings(on: bool, items: list[str] | None) -> dict[str, Any] | None:
+    """The certification's settings (None: no certification); a setting implies --certify."""
+    from attrib_audit.params import text
+
+    if not on and not items:
+        return None
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise SettingError(
+                "--certify-param",
+                f"{item!r}: use SETTING=VALUE, e.g. --certify-param sigma=0.25",
+                is_flag=True,
+            )
+        out[key.strip()] = text(value.strip())
+    return out
+
+
+OutOpt = Annotated[Path, typer.Option("--out", help="Folder for the reports.")]
+FormatOpt = Annotated[str, typer.Option("--format", help="Comma-separated: json, html, junit.")]
+RequireOpt = Annotated[
+    list[str] | None,
+    typer.Option("--require", help="Gate expression, e.g. 'topk_intersection>=0.5' (repeatable)."),
+]
+CertifyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--certify",
+        help="Also certify the top-k pixels by randomized smoothing (Anani et al. 2025): "
+        "certified_topk, gated with --require.",
+    ),
+]
 MethodParamOpt = _param_opt("method")
 AttackParamOpt = _param_opt("attack")
 MetricParamOpt = _param_opt("metric")
@@ -259,6 +302,8 @@ def _as_flags(exc: AttribAuditError) -> str:
     head, _, rest = exc.field.partition(".")
     if head == "objective_params":  # --param names the setting only
         rest = rest.partition(".")[2]
+    if head == "certify" and rest:  # a certification setting: --certify-param
+        head = "certify_param"
     detail = exc.render(flag_of)
     return f"{flag_of(head)} {rest} {detail}" if rest else f"{flag_of(head)} {detail}"
 
@@ -664,18 +709,11 @@ def audit(
     adv_accuracy: Annotated[
         bool, typer.Option("--adv-accuracy", help="Also measure PGD adversarial accuracy.")
     ] = False,
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the reports.")] = Path(
-        "attrib-audit-report"
-    ),
-    formats: Annotated[
-        str, typer.Option("--format", help="Comma-separated: json, html, junit.")
-    ] = "json,html,junit",
-    require: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--require", help="Gate expression, e.g. 'topk_intersection>=0.5' (repeatable)."
-        ),
-    ] = None,
+    certify: CertifyOpt = False,
+    certify_param: CertifyParamOpt = None,
+    out_dir: OutOpt = Path("attrib-audit-report"),
+    formats: FormatOpt = "json,html,junit",
+    require: RequireOpt = None,
     baseline: Annotated[
         Path | None, typer.Option("--baseline", help="Earlier report.json to compare against.")
     ] = None,
@@ -693,7 +731,6 @@ def audit(
     from attrib_audit.config import AuditConfig
     from attrib_audit.models.card import parse_floats
     from attrib_audit.pipeline import audit as run_audit
-    from attrib_audit.report.console import summary_table
 
     def go(progress):
         cfg = AuditConfig(
@@ -722,6 +759,7 @@ def audit(
             preset=preset,
             transfer=transfer,
             adv_accuracy=adv_accuracy,
+            certify=_certify_settings(certify, certify_param),
             require=list(require or []),
             baseline=str(baseline) if baseline else None,
             max_drop=max_drop,
@@ -737,16 +775,7 @@ def audit(
     report = _run_with_progress(
         go, f"the finished part is kept in {out_dir}; rerun with --resume to continue"
     )
-    if report is None:  # a torchrun rank other than 0: rank 0 reports
-        raise typer.Exit(0)
-    out.print(summary_table(report))
-    for fmt in _split(formats) or []:
-        from attrib_audit.report import FILENAMES
-
-        out.print(f"wrote {out_dir / FILENAMES[fmt]}", markup=False, highlight=False)
-    if not report["evidence"]["conclusive"]:
-        _say(f"warning: the evidence is inconclusive: {'; '.join(report['evidence']['problems'])}")
-    code = _print_gate(report)
+    code = _reported(report, out_dir, formats)
     if model is None and preset is None:
         out.print(
             "quick audit done. The Fashion-MNIST protocol of the papers (eps 0.1, IFIA "
@@ -754,6 +783,99 @@ def audit(
         )
         out.print("  attrib-audit audit --preset fashion-mnist --samples 1000", highlight=False)
     raise typer.Exit(code)
+
+
+def _reported(report: dict | None, out_dir: Path, formats: str) -> int:
+    """Print an audit's summary, the files it wrote and its gate; the exit code."""
+    from attrib_audit.report import FILENAMES
+    from attrib_audit.report.console import summary_table
+
+    if report is None:  # a torchrun rank other than 0: rank 0 reports
+        raise typer.Exit(0)
+    out.print(summary_table(report))
+    for fmt in _split(formats) or []:
+        out.print(f"wrote {out_dir / FILENAMES[fmt]}", markup=False, highlight=False)
+    if not report["evidence"]["conclusive"]:
+        _say(f"warning: the evidence is inconclusive: {'; '.join(report['evidence']['problems'])}")
+    return _print_gate(report)
+
+
+@app.command()
+def certify(
+    model: ModelArg,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data", help="Images folder, .npz/.pt, or a built-in (digits, fashion-mnist:test)."
+        ),
+    ] = None,
+    arch: ArchOpt = None,
+    card: CardOpt = None,
+    input_shape: ShapeOpt = None,
+    value_range: RangeOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    classes: ClassesOpt = None,
+    trust_checkpoint: TrustOpt = False,
+    samples: Annotated[
+        int | None, typer.Option("--samples", help="Use the first N samples (default 100).")
+    ] = None,
+    batch_size: BatchOpt = 64,
+    max_batch: MaxBatchOpt = None,
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = 0,
+    preset: Annotated[
+        str | None, typer.Option("--preset", help="A paper's protocol (its methods and k).")
+    ] = None,
+    methods: Annotated[
+        str | None, typer.Option("--methods", help="Comma-separated methods (default sm,ig).")
+    ] = None,
+    k: Annotated[
+        int | None,
+        typer.Option("--k", help="k of the certified top-k (default: an eighth of the pixels)."),
+    ] = None,
+    method_param: MethodParamOpt = None,
+    certify_param: CertifyParamOpt = None,
+    reduce: ReduceOpt = "sum-abs",
+    explain: ExplainOpt = "logit",
+    out_dir: OutOpt = Path("attrib-audit-report"),
+    formats: FormatOpt = "json,html,junit",
+    require: RequireOpt = None,
+) -> None:
+    """Certify the top-k pixels of a model's attributions by randomized smoothing (Anani et al.
+    2025): the certified fraction per L2 radius, reports and gate (certified_topk)."""
+    from attrib_audit.config import AuditConfig
+    from attrib_audit.pipeline import audit as run_audit
+
+    def go(progress):
+        cfg = AuditConfig(
+            model=str(model),
+            arch=arch,
+            card=str(card) if card else None,
+            **_card_overrides(input_shape, value_range, mean, std, classes),
+            trust=trust_checkpoint,
+            data=data,
+            samples=samples,
+            batch_size=batch_size,
+            max_batch=max_batch,
+            methods=_split(methods),
+            attacks=[],
+            method_params=_settings("method_param", method_param),
+            k=k,
+            reduce=reduce,
+            explain=explain,
+            preset=preset,
+            certify=_certify_settings(True, certify_param),
+            require=list(require or []),
+            seed=seed,
+            device=device,
+            out=str(out_dir),
+            formats=_split(formats) or [],
+        )
+        return run_audit(cfg, progress=progress)
+
+    report = _run_with_progress(go, f"nothing is kept in {out_dir}")
+    raise typer.Exit(_reported(report, out_dir, formats))
 
 
 @app.command()

@@ -76,6 +76,8 @@ class AuditConfig(LoadOptions):
     device: str = "auto"
     deterministic: bool = False
     gallery: int = 6
+    # certify the top-k pixels by randomized smoothing (None: no): CertifyParams' settings
+    certify: dict[str, Any] | None = None
     require: list[str] = _output(default_factory=list)
     baseline: str | None = _output()
     max_drop: float | None = _output()

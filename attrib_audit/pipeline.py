@@ -162,6 +162,7 @@ def plan(config: AuditConfig, device) -> Plan:
     if drop is not None and not (math.isfinite(drop) and drop >= 0):
         raise SettingError("max_drop", f"must be a finite number >= 0, got {config.max_drop}")
     _bind(config, config.resolved(None), None)  # every setting checked before the model loads
+    certify = _certify_params(config)
     baseline = load_report(config.baseline, what="baseline report") if config.baseline else None
     path = config.model or str(sample_model())
     loaded = load_model(path, **config.load_options())
@@ -179,6 +180,10 @@ def plan(config: AuditConfig, device) -> Plan:
     cfg = config.resolved(h * w)
     cfg = dataclasses.replace(cfg, data=data_source, model=path)
     methods, attacks, metrics = _bind(config, cfg, h * w)
+    if certify is not None:
+        from attrib_audit.certify import check_radius
+
+        check_radius(certify, h * w)
     data = data_for(card, data_source, cfg.samples)
     data.check_labels(loaded.num_classes)
     with warnings.catch_warnings():
@@ -197,9 +202,19 @@ def plan(config: AuditConfig, device) -> Plan:
         data=data,
         baseline=baseline,
         device=torch.device(device),
+        certify=certify,
         rank=rank,
         world=world,
     )
+
+
+def _certify_params(config: AuditConfig):
+    """The certification's settings, checked (None when the audit does not certify)."""
+    if config.certify is None:
+        return None
+    from attrib_audit.certify import CertifyParams
+
+    return build(CertifyParams, config.certify, owner="certify")
 
 
 def _probe_methods(methods: tuple[Bound, ...], module, card, cfg: AuditConfig, x) -> None:
@@ -232,7 +247,12 @@ def _bind(config: AuditConfig, cfg: AuditConfig, pixels: int | None) -> tuple:
                 refs=("adv_accuracy",),
             )
     metrics = _bind_all(METRICS, cfg.metrics or METRICS.names(), cfg.metric_params, {})
-    validate_require(cfg.require, cfg.methods, [m.name for m in metrics])
+    certified = ["certified_topk"] if cfg.certify is not None else []
+    if any("certified_topk" in r for r in cfg.require) and not certified:
+        raise SettingError("require", "on certified_topk needs {certify}", refs=("certify",))
+    if not cfg.attacks and not certified:
+        raise SettingError("attacks", "is empty: name one or more attacks")
+    validate_require(cfg.require, cfg.methods, [m.name for m in metrics] + certified)
     if any("adversarial_accuracy" in r for r in cfg.require) and not cfg.adv_accuracy:
         raise SettingError(
             "require", "on adversarial_accuracy needs {adv_accuracy}", refs=("adv_accuracy",)
@@ -397,6 +417,11 @@ def _attack_cell(p: Plan, batch: _Batch, m: str, attack: Bound, e: float) -> dic
             per_draw[t].append(values)
     rows, gallery = [], []
     for t in targets:
+        if sampled and not bool(kept.all()):  # no draw kept it: x itself, as every attack
+            raw0, red0 = batch.clean[(t, seeds[t])]
+            at_x = _metric_values(p, (raw0, red0, raw0, red0), batch.x, batch.x)
+            none = (~kept).cpu()
+            per_draw[t].append({k: torch.where(none, v, torch.nan) for k, v in at_x.items()})
         values = _over_draws(p, per_draw[t])
         red0, red1 = last[t]
 
@@ -459,7 +484,7 @@ def run_grid(
 
     cfg, loaded, device = p.config, p.loaded, p.device
     n_batches = math.ceil(len(p.data) / cfg.batch_size)
-    per_batch = len(p.methods) * len(p.attacks) * len(cfg.epsilons)
+    per_batch = len(p.methods) * (len(p.attacks) * len(cfg.epsilons) + (p.certify is not None))
     owned = len(_owned(n_batches, p.rank, p.world))
     total = owned * (per_batch + (len(cfg.epsilons) if cfg.adv_accuracy else 0))
     done = 0
@@ -471,6 +496,7 @@ def run_grid(
             progress(done, total, label)
 
     rows: dict[int, list[dict]] = {}  # by batch, so the ranks' rows merge in batch order
+    certified: dict[int, dict[str, dict]] = {}  # by batch, then method
     gallery: dict[str, list[dict]] = {m.name: [] for m in p.methods}
     counts = dict.fromkeys(COUNTS, 0.0)
     adv_correct = dict.fromkeys(cfg.epsilons, 0)
@@ -509,6 +535,12 @@ def run_grid(
         counts["agree_pred"] += a.prediction_agreement * a.n
         counts["agree_cos"] += a.map_cosine * a.n
         for m in p.methods:
+            if p.certify is not None:
+                entry = journal.entry(
+                    f"{b}|{m.name}|certify", partial(_certify_cell, p, batch, m.name)
+                )
+                certified.setdefault(b, {})[m.name] = entry
+                tick(f"{m.name} certify")
             for attack in p.attacks:
                 for e in cfg.epsilons:
                     cell = f"{b}|{m.name}|{attack.name}|{e!r}"
@@ -520,9 +552,16 @@ def run_grid(
                     if loaded.onnx_session is not None:
                         counts["onnx_checked"] += batch.x.shape[0]
                     tick(f"{m.name} x {attack.name} eps={e:.4g}")
-    mine = {"rows": rows, "gallery": gallery, "counts": counts, "adv": adv_correct}
+    mine = {
+        "rows": rows,
+        "gallery": gallery,
+        "counts": counts,
+        "adv": adv_correct,
+        "certified": certified,
+    }
     parts = _gathered(mine, p.world)
     rows = {b: r for part in parts for b, r in part["rows"].items()}
+    certified = {b: c for part in parts for b, c in part["certified"].items()}
     for m in gallery:
         both = [it for part in parts for it in part["gallery"][m]]
         gallery[m] = sorted(both, key=_gallery_key)[: cfg.gallery]
@@ -543,7 +582,43 @@ def run_grid(
         if cfg.adv_accuracy and n_total
         else None,
         execution={"processes": p.world, "devices": _gathered(str(device), p.world)},
+        certification=_joined(certified, [m.name for m in p.methods]) if p.certify else None,
     )
+
+
+def _joined(certified: dict[int, dict[str, dict]], methods: list[str]) -> dict[str, dict]:
+    """Per method, each certificate value's per-sample list over the batches, in order."""
+    out: dict[str, dict[str, list]] = {m: {} for m in methods}
+    for b in sorted(certified):
+        for m, values in certified[b].items():
+            for key, v in values.items():
+                if key == "curve":  # per radius, a list of per-sample values
+                    cur = out[m].setdefault(key, [[] for _ in v])
+                    for acc, part in zip(cur, v, strict=True):
+                        acc.extend(part)
+                else:
+                    out[m].setdefault(key, []).extend(v)
+    return out
+
+
+def _certify_cell(p: Plan, batch: _Batch, m: str) -> dict[str, Any]:
+    """The certificate of method ``m``'s top-k pixels for the batch's samples."""
+    from attrib_audit.certify import certify_topk, summary
+
+    seed = _cell_seed(p.config.seed, batch.b, m, "certify")
+    gen = torch.Generator(device=batch.x.device)
+    gen.manual_seed(seed)
+    cert = certify_topk(
+        _method_fn(p, m, seed),
+        p.loaded.module,
+        batch.x,
+        batch.pred,
+        k=p.config.k,
+        params=p.certify,
+        reduce=p.config.reduce,
+        generator=gen,
+    )
+    return summary(cert, p.certify)
 
 
 # what each rank counts, summed over the ranks

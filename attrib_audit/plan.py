@@ -61,6 +61,7 @@ class Plan:
     data: Any  # Data
     baseline: dict[str, Any] | None
     device: torch.device
+    certify: Any = None  # CertifyParams, when the audit certifies
     rank: int = 0  # this process, of ``world`` under torchrun (each audits every world-th batch)
     world: int = 1
 
@@ -79,6 +80,7 @@ class Plan:
             for f in dataclasses.fields(self.config)
             if not f.metadata.get("output") and not f.name.endswith("_params")
         }
+        values["certify"] = self.certify.as_dict() if self.certify is not None else None
         return json.loads(json.dumps(values, default=str))
 
     def entries_config(self) -> dict[str, dict[str, dict[str, Any]]]:
@@ -103,4 +105,6 @@ class Grid:
     onnx_checked: int
     onnx_disagreements: int
     adv_accuracy: dict[float, float] | None
+    # per method, per-sample certificate values (certify.summary's), in sample order
+    certification: dict[str, dict[str, list]] | None = None
     execution: dict[str, Any] = field(default_factory=lambda: {"processes": 1, "devices": []})

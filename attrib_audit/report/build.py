@@ -86,6 +86,33 @@ def summary_table(results: list[dict], metrics: list[str]) -> dict[str, dict[str
     return out
 
 
+def certification_table(plan: Plan, certified: dict[str, dict[str, list]]) -> dict[str, Any]:
+    """The certificate's settings, its radii (the gate's, and the curve's), and per method
+    the certified top-k fraction at the gate's radius and along the curve, the abstained
+    fraction of pixels and the size of the smoothed top-k."""
+    params, seed = plan.certify, plan.config.seed
+    c, h, w = plan.loaded.card.input_shape
+    methods = {}
+    for method, v in certified.items():
+        mean = lambda xs: _clean(float(np.mean(xs))) if xs else None  # noqa: E731
+        methods[method] = {
+            "n": len(v.get("certified_topk", [])),
+            "certified_topk": summarize(v.get("certified_topk", []), seed=seed).as_dict(),
+            "curve": [mean(xs) for xs in v.get("curve", [])],
+            "abstained": mean(v.get("abstained", [])),
+            "smoothed_k": mean(v.get("smoothed_k", [])),
+        }
+    return {
+        "settings": params.as_dict(),
+        "k": plan.config.k,
+        "radius": params.at,
+        "reachable": params.reachable(h * w),
+        "curve_radii": params.curve(h * w),
+        "norm": "l2",
+        "methods": methods,
+    }
+
+
 def _clean(v: float | None) -> float | None:
     return None if v is None or np.isnan(v) else float(v)
 
@@ -161,6 +188,12 @@ def build_report(plan: Plan, grid: Grid) -> dict[str, Any]:
         report["auc"] = auc_table(results, cfg.metrics)
     if grid.adv_accuracy is not None:
         report["adversarial_accuracy"] = {repr(e): v for e, v in grid.adv_accuracy.items()}
+    if grid.certification is not None:
+        report["certification"] = certification_table(plan, grid.certification)
+        for method, cert in report["certification"]["methods"].items():
+            report["summary"].setdefault(method, {})["certified_topk"] = cert["certified_topk"][
+                "mean"
+            ]
     report = _json_safe(report)
     report["samples"] = _json_safe(grid.rows)
     problems = evidence_problems(report)

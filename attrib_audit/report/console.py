@@ -16,10 +16,14 @@ def summary_table(report: dict[str, Any]) -> Table:
     """Metrics as rows, methods as columns: fits a terminal whatever the metric names."""
     summary = report.get("summary", {})
     metrics = sorted({k for per in summary.values() for k in per})
-    eps = max((r["epsilon"] for r in report["results"]), default=0)
+    parts = []
+    if report["results"]:
+        eps = max(r["epsilon"] for r in report["results"])
+        parts.append(f"worst case over attacks at epsilon {eps:.4g}")
+    if "certification" in report:
+        parts.append(f"certified_topk at L2 radius {report['certification']['radius']:.3g}")
     table = Table(
-        title=f"worst case over attacks at epsilon {eps:.4g} "
-        f"({report['data']['n_correct']} correctly classified samples)",
+        title=f"{'; '.join(parts)} ({report['data']['n_correct']} correctly classified samples)",
         title_justify="left",
         min_width=64,
     )
