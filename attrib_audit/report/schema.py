@@ -106,6 +106,32 @@ SCHEMA = {
             },
         },
         "adversarial_accuracy": {"type": "object", "additionalProperties": NUM},
+        "certification": {  # audit --certify / attrib-audit certify
+            "type": "object",
+            "required": ["settings", "k", "radius", "reachable", "curve_radii", "norm", "methods"],
+            "properties": {
+                "settings": {"type": "object"},
+                "k": {"type": "integer", "minimum": 1},
+                "radius": {"type": "number", "minimum": 0},
+                "reachable": NUM,
+                "curve_radii": {"type": "array", "items": NUM},
+                "norm": {"const": "l2"},
+                "methods": {
+                    "type": "object",
+                    "additionalProperties": {
+                        "type": "object",
+                        "required": ["n", "certified_topk", "curve", "abstained", "smoothed_k"],
+                        "properties": {
+                            "n": {"type": "integer", "minimum": 0},
+                            "certified_topk": SUMMARY,
+                            "curve": {"type": "array", "items": NUM},
+                            "abstained": NUM,
+                            "smoothed_k": NUM,
+                        },
+                    },
+                },
+            },
+        },
         "summary": {
             "type": "object",
             "additionalProperties": {"type": "object", "additionalProperties": NUM},
