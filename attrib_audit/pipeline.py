@@ -393,7 +393,8 @@ def _attack_cell(p: Plan, batch: _Batch, m: str, attack: Bound, e: float) -> dic
     seeds = {t: seed if t == m else _cell_seed(cfg.seed, batch.b, t, e) for t in targets}
     per_draw: dict[str, list[dict[str, Tensor]]] = {t: [] for t in targets}
     kept = torch.zeros(batch.x.shape[0], dtype=torch.bool, device=p.device)
-    disagreements, x_adv, last = 0, batch.x, {}
+    disagreements, x_adv = 0, batch.x
+    shown: dict[str, Tensor] = {}  # per target, the perturbed (reduced) map the gallery shows
     for x_draw in result if sampled else (result,):
         x_draw = x_draw.detach()
         audited = loaded.predict(x_draw).argmax(1).to(p.device)
@@ -410,10 +411,7 @@ def _attack_cell(p: Plan, batch: _Batch, m: str, attack: Bound, e: float) -> dic
             values = _metric_values(p, maps, batch.x, x_draw)
             if sampled:  # a draw that changed the prediction is no evidence (as in Quantus)
                 values = {k: torch.where(kept_draw.cpu(), v, torch.nan) for k, v in values.items()}
-                shown = last.get(t, maps[1:2] * 2)
-                last[t] = (shown[0], torch.where(first[:, None, None], maps[3], shown[1]))
-            else:
-                last[t] = (maps[1], maps[3])
+            shown[t] = torch.where(first[:, None, None], maps[3], shown.get(t, maps[1]))
             per_draw[t].append(values)
     rows, gallery = [], []
     for t in targets:
@@ -423,7 +421,7 @@ def _attack_cell(p: Plan, batch: _Batch, m: str, attack: Bound, e: float) -> dic
             none = (~kept).cpu()
             per_draw[t].append({k: torch.where(none, v, torch.nan) for k, v in at_x.items()})
         values = _over_draws(p, per_draw[t])
-        red0, red1 = last[t]
+        red0, red1 = batch.clean[(t, seeds[t])][1], shown[t]
 
         def facts(i: int, values=values) -> dict[str, Any]:
             return {

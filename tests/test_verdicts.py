@@ -149,3 +149,23 @@ def test_the_robust_model_is_certified_on_a_larger_fraction(tmp_path):
         cfg = AuditConfig(model=model, samples=32, methods=["ig"], attacks=[], certify={}, out=None)
         fractions[name] = audit(cfg)["summary"]["ig"]["certified_topk"]
     assert fractions["robust"] > fractions["natural"], fractions
+
+
+def test_a_sample_no_draw_kept_reports_x_itself():
+    cfg = AuditConfig(
+        model=DIGITS,
+        samples=30,
+        methods=["sm"],
+        attacks=["random"],
+        attack_params={"random": {"samples": 3}},
+        epsilons=[0.6],
+        out=None,
+    )
+    report = audit(cfg)
+    rows = report["samples"]
+    lost = [r for r in rows if not r["prediction_kept"]]
+    assert lost and len(lost) < len(rows)
+    for r in lost:
+        assert r["topk_intersection"] == 1.0 and r["max_sensitivity"] == 0.0
+    assert all(r["max_sensitivity"] is not None for r in rows)
+    assert report["evidence"]["conclusive"]

@@ -135,3 +135,24 @@ def test_batched_attack_equals_a_per_sample_loop(attack, kw):
             **({"target_map": maps[i : i + 1]} if maps is not None else {}),
         )
         torch.testing.assert_close(one, whole[i : i + 1], rtol=0, atol=1e-12)
+
+
+def test_random_with_samples_gives_that_many_seeded_draws_in_the_ball():
+    from attrib_audit.attacks._common import Draws
+    from attrib_audit.attacks.noise import random_noise
+
+    x = torch.rand(3, 1, 6, 6, generator=torch.Generator().manual_seed(0))
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(36, 2)).eval()
+    target = model(x).argmax(1)
+
+    def draws(eps, seed):
+        d = random_noise(model, model, x, target, epsilon=eps, samples=4, seed=seed)
+        assert isinstance(d, Draws) and d.count == 4
+        return list(d)
+
+    a, b, c = draws(0.1, 1), draws(0.1, 1), draws(0.1, 2)
+    assert len(a) == 4 and all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
+    assert not torch.equal(a[0], c[0]) and not torch.equal(a[0], a[1])
+    for d in a:
+        assert (d - x).abs().max() <= 0.1 + 1e-7 and d.min() >= 0 and d.max() <= 1
+    assert all(torch.equal(d, x) for d in draws(0.0, 1))
