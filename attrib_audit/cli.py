@@ -166,6 +166,15 @@ def _certify_settings(on: bool, items: list[str] | None) -> dict[str, Any] | Non
     return out
 
 
+AuditDataOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--data", help="Images folder, .npz/.pt, or a built-in (digits, fashion-mnist:test)."
+    ),
+]
+MethodsOpt = Annotated[
+    str | None, typer.Option("--methods", help="Comma-separated methods (default sm,ig).")
+]
 OutOpt = Annotated[Path, typer.Option("--out", help="Folder for the reports.")]
 FormatOpt = Annotated[str, typer.Option("--format", help="Comma-separated: json, html, junit.")]
 RequireOpt = Annotated[
@@ -631,12 +640,7 @@ def audit(
             show_default=False,
         ),
     ] = None,
-    data: Annotated[
-        str | None,
-        typer.Option(
-            "--data", help="Images folder, .npz/.pt, or a built-in (digits, fashion-mnist:test)."
-        ),
-    ] = None,
+    data: AuditDataOpt = None,
     arch: ArchOpt = None,
     card: CardOpt = None,
     input_shape: ShapeOpt = None,
@@ -664,9 +668,7 @@ def audit(
             "--preset", help="A paper's protocol: mnist, fashion-mnist, gtsrb, flower, cifar10-ssr."
         ),
     ] = None,
-    methods: Annotated[
-        str | None, typer.Option("--methods", help="Comma-separated methods (default sm,ig).")
-    ] = None,
+    methods: MethodsOpt = None,
     attacks: Annotated[
         str | None,
         typer.Option("--attacks", help="Comma-separated attacks (default ifia-topk,random)."),
@@ -803,12 +805,7 @@ def _reported(report: dict | None, out_dir: Path, formats: str) -> int:
 @app.command()
 def certify(
     model: ModelArg,
-    data: Annotated[
-        str | None,
-        typer.Option(
-            "--data", help="Images folder, .npz/.pt, or a built-in (digits, fashion-mnist:test)."
-        ),
-    ] = None,
+    data: AuditDataOpt = None,
     arch: ArchOpt = None,
     card: CardOpt = None,
     input_shape: ShapeOpt = None,
@@ -824,12 +821,11 @@ def certify(
     max_batch: MaxBatchOpt = None,
     device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
+    config: ConfigOpt = None,
     preset: Annotated[
         str | None, typer.Option("--preset", help="A paper's protocol (its methods and k).")
     ] = None,
-    methods: Annotated[
-        str | None, typer.Option("--methods", help="Comma-separated methods (default sm,ig).")
-    ] = None,
+    methods: MethodsOpt = None,
     k: Annotated[
         int | None,
         typer.Option("--k", help="k of the certified top-k (default: an eighth of the pixels)."),
