@@ -797,6 +797,12 @@ def _reported(report: dict | None, out_dir: Path, formats: str) -> int:
     out.print(summary_table(report))
     for fmt in _split(formats) or []:
         out.print(f"wrote {out_dir / FILENAMES[fmt]}", markup=False, highlight=False)
+    flat: dict[str, tuple[int, int]] = {}
+    for r in report["results"]:
+        if r.get("flat_maps") and r["transfer_from"] is None:
+            flat[r["method"]] = max(flat.get(r["method"], (0, 0)), (r["flat_maps"], r["n"]))
+    for method, (k, n) in sorted(flat.items()):
+        _say(f"note: {method}: {k} of {n} clean maps are flat (one value), left out of its metrics")
     if not report["evidence"]["conclusive"]:
         _say(f"warning: the evidence is inconclusive: {'; '.join(report['evidence']['problems'])}")
     return _print_gate(report)

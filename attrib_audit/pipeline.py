@@ -331,16 +331,25 @@ def _metric_values(
     p: Plan, maps: tuple[Tensor, Tensor, Tensor, Tensor], x: Tensor, x_adv: Tensor
 ) -> dict[str, Tensor]:
     """Every configured metric between clean and perturbed maps (raw and reduced, as
-    :func:`_maps` gives them), per sample, as float64 on the CPU."""
+    :func:`_maps` gives them), per sample, as float64 on the CPU; NaN where a map is not
+    finite or the clean map is flat."""
     raw0, red0, raw1, red1 = maps
     values = {}
     finite = (torch.isfinite(raw0).flatten(1).all(1) & torch.isfinite(raw1).flatten(1).all(1)).cpu()
+    finite &= ~_flat(red0)
     for metric in p.metrics:
         on_raw = metric.entry.facts.on == "raw"
         fn = metric.bind(k=p.config.k, x=x, x_adv=x_adv)
         v = fn(raw0 if on_raw else red0, raw1 if on_raw else red1).detach().double().cpu()
         values[metric.name] = torch.where(finite, v, torch.nan)  # NaN maps: no evidence
     return values
+
+
+def _flat(reduced: Tensor) -> Tensor:
+    """(B,) on the CPU: the map is one value everywhere (a Grad-CAM rectified to zero), so it
+    ranks no pixel above another and no metric of it means anything."""
+    flat = reduced.flatten(1)
+    return (flat.amax(1) == flat.amin(1)).cpu()
 
 
 def _over_draws(p: Plan, per_draw: list[dict[str, Tensor]]) -> dict[str, np.ndarray]:
@@ -422,6 +431,7 @@ def _attack_cell(p: Plan, batch: _Batch, m: str, attack: Bound, e: float) -> dic
             per_draw[t].append({k: torch.where(none, v, torch.nan) for k, v in at_x.items()})
         values = _over_draws(p, per_draw[t])
         red0, red1 = batch.clean[(t, seeds[t])][1], shown[t]
+        flat = _flat(red0)
 
         def facts(i: int, values=values) -> dict[str, Any]:
             return {
@@ -439,6 +449,7 @@ def _attack_cell(p: Plan, batch: _Batch, m: str, attack: Bound, e: float) -> dic
                 "method": t,
                 "transfer_from": None if t == m else m,
                 "prediction_kept": bool(kept[i]),
+                "flat_map": bool(flat[i]),
             }
             for i in range(batch.x.shape[0])
         ]

@@ -11,6 +11,7 @@ from attrib_audit.cli import app
 from attrib_audit.models import sample_model
 from attrib_audit.pipeline import AuditConfig, audit
 from attrib_audit.report import SCHEMA
+from attrib_audit.report.gate import evidence_problems
 
 DIGITS = str(sample_model("digits-cnn", "pt"))
 FASHION = str(sample_model("fashion-mnist-natural", "pt"))
@@ -169,3 +170,31 @@ def test_a_sample_no_draw_kept_reports_x_itself():
         assert r["topk_intersection"] == 1.0 and r["max_sensitivity"] == 0.0
     assert all(r["max_sensitivity"] is not None for r in rows)
     assert report["evidence"]["conclusive"]
+
+
+def test_a_flat_clean_map_is_left_out_not_missing(tmp_path):
+    """Grad-CAM rectifies the natural model's map of slice image 1 to zero: it ranks no
+    pixel, so its metrics are null and counted as flat, and the rest is still evidence."""
+    cfg = AuditConfig(
+        model=FASHION,
+        samples=3,
+        methods=["gradcam"],
+        attacks=["random"],
+        epsilons=[0.1],
+        out=str(tmp_path),
+        formats=["json", "html"],
+    )
+    report = audit(cfg)
+    jsonschema.validate(report, SCHEMA)
+    flat = [r for r in report["samples"] if r["flat_map"]]
+    assert [r["index"] for r in flat] == [1]
+    assert all(flat[0][name] is None for name in report["config"]["metrics"])
+    (result,) = report["results"]
+    assert result["flat_maps"] == 1 and result["n"] == 3
+    others = [r["topk_intersection"] for r in report["samples"] if not r["flat_map"]]
+    assert result["metrics"]["topk_intersection"]["mean"] == pytest.approx(sum(others) / 2)
+    assert report["evidence"]["conclusive"], report["evidence"]
+    assert "(1 flat)" in (tmp_path / "report.html").read_text()
+
+    only_flat = {**report, "samples": flat, "summary": {"gradcam": {"topk_intersection": None}}}
+    assert evidence_problems(only_flat) == ["no finite value for gradcam.topk_intersection"]

@@ -43,6 +43,7 @@ def aggregate(rows: list[dict], metrics: list[str], seed: int) -> list[dict[str,
                 "transfer_from": source,
                 "n": len(items),
                 "prediction_kept": float(np.mean([r["prediction_kept"] for r in items])),
+                "flat_maps": sum(bool(r.get("flat_map")) for r in items),
                 "metrics": metric_summaries,
             }
         )

@@ -94,6 +94,7 @@ SCHEMA = {
                     "transfer_from": {"type": ["string", "null"]},
                     "n": {"type": "integer", "minimum": 0},
                     "prediction_kept": {"type": "number", "minimum": 0, "maximum": 1},
+                    "flat_maps": {"type": "integer", "minimum": 0},  # left out of the metrics
                     "metrics": {"type": "object", "additionalProperties": SUMMARY},
                 },
             },
@@ -175,6 +176,7 @@ SCHEMA = {
                     "method": {"type": "string"},
                     "attack": {"type": "string"},
                     "epsilon": {"type": "number"},
+                    "flat_map": {"type": "boolean"},  # one value everywhere: metrics undefined
                 },
             },
         },
