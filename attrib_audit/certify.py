@@ -10,8 +10,10 @@ one-sided Clopper-Pearson bound at level alpha / N (Bonferroni over the N pixels
 certificates of all pixels hold together with probability 1 - alpha) gives p. A pixel with
 p <= 1/2 abstains.
 
-``certified_topk`` at radius r: the fraction of k that the smoothed top-k pixels certified
-beyond r make up, the mean over samples. The paper certifies at a threshold tau = 0.75, i.e.
+A draw's top-k is the pixels above its (k+1)-th largest value, so ties (a map of one value,
+a Grad-CAM rectified to zero outside fewer than k pixels) are in no draw's top-k rather than
+in every draw's by index order. ``certified_topk`` at radius r: the fraction of k that the
+smoothed top-k pixels certified beyond r make up, the mean over samples. The paper certifies at a threshold tau = 0.75, i.e.
 radius sigma * Phi^-1(0.75), the default radius here; the report also gives the fraction
 along radii up to the largest any pixel can reach with ``samples``.
 """
@@ -81,6 +83,17 @@ def lower_bound(successes, n: int, level: float):
     return np.where(s > 0, b, 0.0)
 
 
+def surely_topk(a: Tensor, k: int) -> Tensor:
+    """(B, N) mask of each row's k largest entries that no order of ties could leave out:
+    those above the (k+1)-th largest value. A map of one value has none, and a Grad-CAM
+    with fewer than k positive pixels only those; the tied rest is in the top-k by index
+    order alone, which the same in every draw would certify."""
+    mask = topk_mask(a, k)
+    if k < a.shape[1]:
+        mask &= a > a.topk(k + 1, dim=1).values[:, -1:]
+    return mask
+
+
 @dataclass(frozen=True)
 class Certificate:
     """Per sample and pixel (B, N): the smoothed answer (in the top-k or not) and the L2
@@ -121,7 +134,7 @@ def certify_topk(
     for i in range(params.samples):
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         m = reduce_map(method(model, x + params.sigma * noise, target).detach(), reduce)
-        top = topk_mask(m.flatten(1), k).to(torch.int64)
+        top = surely_topk(m.flatten(1), k).to(torch.int64)
         if i < n0:
             first = top if first is None else first + top
         else:

@@ -120,3 +120,25 @@ def test_no_attack_inside_the_radius_breaks_a_certified_pixel(digits_model, digi
     assert int(broken.sum()) == 0
     flipped = (agree < 0.5) & ~certified
     assert int(flipped.sum()) > 0, "the attack changed no pixel at all"
+
+
+def test_tied_pixels_are_in_no_draws_top_k():
+    """A map rectified to zero outside three pixels ranks three; the zeros the index order
+    would add to its top-5 in every draw are not certified, and a flat map certifies none."""
+
+    def three_hot(model, x, target):
+        m = torch.zeros_like(x).flatten(1)
+        m[:, [2, 7, 11]] = torch.tensor([3.0, 2.0, 1.0], dtype=x.dtype)
+        return m.view_as(x)
+
+    def flat(model, x, target):
+        return torch.zeros_like(x)
+
+    x = torch.rand(2, 1, 4, 4, dtype=torch.float64)
+    target = torch.zeros(2, dtype=torch.long)
+    params = CertifyParams(sigma=0.5, samples=30, n0=5, alpha=0.01)
+    cert = certify_topk(three_hot, None, x, target, k=5, params=params)
+    assert cert.top.sum(1).tolist() == [3, 3] and cert.top[:, [2, 7, 11]].all()
+    assert cert.certified_topk(0.0).tolist() == [0.6, 0.6]
+    cert = certify_topk(flat, None, x, target, k=5, params=params)
+    assert not cert.top.any() and cert.certified_topk(0.0).tolist() == [0.0, 0.0]
