@@ -13,9 +13,10 @@ p <= 1/2 abstains.
 A draw's top-k is the pixels above its (k+1)-th largest value, so ties (a map of one value,
 a Grad-CAM rectified to zero outside fewer than k pixels) are in no draw's top-k rather than
 in every draw's by index order. ``certified_topk`` at radius r: the fraction of k that the
-smoothed top-k pixels certified beyond r make up, the mean over samples. The paper certifies at a threshold tau = 0.75, i.e.
-radius sigma * Phi^-1(0.75), the default radius here; the report also gives the fraction
-along radii up to the largest any pixel can reach with ``samples``.
+smoothed top-k pixels certified beyond r make up, the mean over samples. The paper
+certifies at a threshold tau = 0.75, i.e. radius sigma * Phi^-1(0.75), the default radius
+here; the report also gives the fraction along radii up to the largest any pixel can reach
+with ``samples``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from torch import Tensor
 
 from attrib_audit.errors import SettingError
 from attrib_audit.metrics.reduce import reduce_map
-from attrib_audit.metrics.topk import topk_mask
+from attrib_audit.metrics.topk import surely_topk
 from attrib_audit.params import Params, setting
 
 PAPER_TAU = 0.75  # Anani et al.'s threshold: a pixel is certified when p > tau
@@ -81,17 +82,6 @@ def lower_bound(successes, n: int, level: float):
     with np.errstate(invalid="ignore"):
         b = stats.beta.ppf(level, s, n - s + 1)
     return np.where(s > 0, b, 0.0)
-
-
-def surely_topk(a: Tensor, k: int) -> Tensor:
-    """(B, N) mask of each row's k largest entries that no order of ties could leave out:
-    those above the (k+1)-th largest value. A map of one value has none, and a Grad-CAM
-    with fewer than k positive pixels only those; the tied rest is in the top-k by index
-    order alone, which the same in every draw would certify."""
-    mask = topk_mask(a, k)
-    if k < a.shape[1]:
-        mask &= a > a.topk(k + 1, dim=1).values[:, -1:]
-    return mask
 
 
 @dataclass(frozen=True)

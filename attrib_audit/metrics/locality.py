@@ -17,6 +17,10 @@ the image border).
   copies of one blob); normalised by the size of the clean set, which is below k when the
   image has no room for k separated pixels.
 
+A top-k leaves out pixels tied at its k-th value, as
+:func:`~attrib_audit.metrics.topk.surely_topk` does (a Grad-CAM's zeros, when fewer than k
+pixels are positive), so the fractions are of the clean map's ranked top pixels.
+
 The paper's code, not its text, was available to fix ``lens_topk`` and ``topk_div``; the
 paper's LENS rank correlations are described only in words, and the max-pool form above is
 this project's definition of them.
@@ -32,7 +36,7 @@ from torch import Tensor
 
 from attrib_audit.errors import AttribAuditError
 from attrib_audit.metrics.rank import kendall, spearman
-from attrib_audit.metrics.topk import topk_mask
+from attrib_audit.metrics.topk import surely_topk
 from attrib_audit.params import Params, setting
 from attrib_audit.registry import METRICS
 
@@ -72,13 +76,14 @@ def _top(a: Tensor, k: int) -> Tensor:
     b, h, w = a.shape
     if k < 1:
         raise AttribAuditError(f"k must be >= 1, got {k}")
-    return topk_mask(a.reshape(b, -1), min(k, h * w)).reshape(b, h, w)
+    return surely_topk(a.reshape(b, -1), min(k, h * w)).reshape(b, h, w)
 
 
 def _kept(clean: Tensor, other: Tensor, w: int) -> Tensor:
-    """The fraction of ``clean``'s pixels with a pixel of ``other`` in their window."""
+    """The fraction of ``clean``'s pixels with a pixel of ``other`` in their window (NaN when
+    ``clean`` has none)."""
     hit = (clean & near(other, w)).sum((1, 2))
-    return hit.to(torch.float64) / clean.sum((1, 2)).clamp_min(1)
+    return hit.to(torch.float64) / clean.sum((1, 2))
 
 
 @METRICS.declare("lens_topk", params=LensParams)
@@ -120,7 +125,8 @@ def lens_kendall(a: Tensor, b: Tensor, *, neighbourhood: int = 1) -> Tensor:
 
 def diverse_topk(a: Tensor, k: int, w: int) -> Tensor:
     """Up to k pixels per map, greedily from the largest down, each outside the window of
-    every one chosen before it (ties: the first in row-major order, as ``argmax``).
+    every one chosen before it; a map stops when its largest free value is tied, as a top-k
+    leaves out ties (:func:`~attrib_audit.metrics.topk.surely_topk`).
 
     Shape:
         a: (B, H, W)
@@ -137,8 +143,11 @@ def diverse_topk(a: Tensor, k: int, w: int) -> Tensor:
     dr, dc = dr.reshape(1, -1), dc.reshape(1, -1)
     rows = torch.arange(b, device=a.device)[:, None].expand(b, dr.shape[1])
     for _ in range(min(k, h * wd)):
-        idx = torch.where(free, values, -torch.inf).argmax(1)
+        best = torch.where(free, values, -torch.inf).topk(min(2, h * wd), dim=1)
+        idx = best.indices[:, 0]
         ok = free.gather(1, idx[:, None])[:, 0]
+        if best.values.shape[1] == 2:  # a tie would be broken by the pixels' order
+            ok &= best.values[:, 0] > best.values[:, 1]
         if not ok.any():
             break
         chosen[ok, idx[ok]] = True

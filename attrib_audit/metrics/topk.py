@@ -21,9 +21,28 @@ def topk_mask(a: Tensor, k: int) -> Tensor:
     return torch.zeros_like(a, dtype=torch.bool).scatter_(1, idx, True)
 
 
+def surely_topk(a: Tensor, k: int) -> Tensor:
+    """Mask of each row's k largest entries that no order of ties could leave out: those
+    above the (k+1)-th largest value (all of them when k is the row's length). A map of one
+    value has none, and a Grad-CAM with fewer than k positive pixels only those: its tied
+    zeros would be in the top-k by index order alone, the same in every map, and count as
+    kept.
+
+    Shape:
+        a: (B, N)
+        returns: (B, N)
+    """
+    mask = topk_mask(a, k)
+    if k < a.shape[1]:
+        mask &= a > a.topk(k + 1, dim=1).values[:, -1:]
+    return mask
+
+
 @METRICS.declare("topk_intersection")
 def topk_intersection(a: Tensor, b: Tensor, *, k: int = 100) -> Tensor:
-    """``|topk(a) & topk(b)| / k`` per sample; 1 means the top-k pixels are unchanged.
+    """``|topk(a) & topk(b)| / |topk(a)|`` per sample; 1 means the top-k pixels are
+    unchanged. A top-k is :func:`surely_topk`'s, so ``|topk(a)|`` is k unless ``a`` ties at
+    its k-th value (NaN for a map of one value).
 
     ``k`` larger than the number of pixels is capped to it.
 
@@ -35,5 +54,7 @@ def topk_intersection(a: Tensor, b: Tensor, *, k: int = 100) -> Tensor:
     if k < 1:
         raise AttribAuditError(f"k must be >= 1, got {k}")
     k = min(k, fa.shape[1])
-    both = topk_mask(fa, k) & topk_mask(fb, k)
-    return both.sum(1).to(a.dtype if a.is_floating_point() else torch.float32) / k
+    top = surely_topk(fa, k)
+    both = top & surely_topk(fb, k)
+    dtype = a.dtype if a.is_floating_point() else torch.float32
+    return both.sum(1).to(dtype) / top.sum(1).to(dtype)

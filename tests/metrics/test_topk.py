@@ -35,3 +35,16 @@ def test_k_is_capped_to_the_number_of_pixels():
 def test_bad_k():
     with pytest.raises(ValueError, match="k must be >= 1"):
         topk_intersection(torch.rand(1, 2, 2), torch.rand(1, 2, 2), k=0)
+
+
+def test_tied_pixels_are_in_no_top_k():
+    """A map rectified to zero outside three pixels ranks three: the zeros that the index
+    order would add to its top-5, in the same places before and after, are not counted kept."""
+    a = torch.zeros(1, 4, 4, dtype=torch.float64)
+    a[0, 0, :3] = torch.tensor([3.0, 2.0, 1.0])
+    b = a.clone()
+    b[0, 0, 2] = 0.0  # one of the three drops to the floor
+    assert topk_intersection(a, a, k=5).item() == 1.0
+    assert topk_intersection(a, b, k=5).item() == pytest.approx(2 / 3)
+    assert topk_intersection(a, b, k=2).item() == 1.0  # no tie at the 2nd value
+    assert topk_intersection(torch.zeros(1, 4, 4), a, k=5).isnan().all()  # a flat map: none
