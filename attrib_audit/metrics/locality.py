@@ -18,8 +18,9 @@ the image border).
   image has no room for k separated pixels.
 
 A top-k leaves out pixels tied at its k-th value, as
-:func:`~attrib_audit.metrics.topk.surely_topk` does (a Grad-CAM's zeros, when fewer than k
-pixels are positive), so the fractions are of the clean map's ranked top pixels.
+:func:`~attrib_audit.metrics.topk.surely_topk` does, and a diverse set the pixels at the map's
+smallest value (a Grad-CAM's zeros, when fewer than k pixels are positive), so the fractions
+are of the clean map's ranked top pixels.
 
 The paper's code, not its text, was available to fix ``lens_topk`` and ``topk_div``; the
 paper's LENS rank correlations are described only in words, and the max-pool form above is
@@ -125,8 +126,9 @@ def lens_kendall(a: Tensor, b: Tensor, *, neighbourhood: int = 1) -> Tensor:
 
 def diverse_topk(a: Tensor, k: int, w: int) -> Tensor:
     """Up to k pixels per map, greedily from the largest down, each outside the window of
-    every one chosen before it; a map stops when its largest free value is tied, as a top-k
-    leaves out ties (:func:`~attrib_audit.metrics.topk.surely_topk`).
+    every one chosen before it (ties: the first in row-major order, as ``argmax``), never one
+    at the map's smallest value: a Grad-CAM's zeros rank nothing, and the order of the pixels
+    alone would pick among them.
 
     Shape:
         a: (B, H, W)
@@ -136,18 +138,15 @@ def diverse_topk(a: Tensor, k: int, w: int) -> Tensor:
         raise AttribAuditError(f"k must be >= 1, got {k}")
     b, h, wd = a.shape
     values = a.reshape(b, -1)
-    free = torch.ones_like(values, dtype=torch.bool)
+    free = values > values.amin(1, keepdim=True)
     chosen = torch.zeros_like(free)
     span = torch.arange(-w, w + 1, device=a.device)
     dr, dc = torch.meshgrid(span, span, indexing="ij")
     dr, dc = dr.reshape(1, -1), dc.reshape(1, -1)
     rows = torch.arange(b, device=a.device)[:, None].expand(b, dr.shape[1])
     for _ in range(min(k, h * wd)):
-        best = torch.where(free, values, -torch.inf).topk(min(2, h * wd), dim=1)
-        idx = best.indices[:, 0]
+        idx = torch.where(free, values, -torch.inf).argmax(1)
         ok = free.gather(1, idx[:, None])[:, 0]
-        if best.values.shape[1] == 2:  # a tie would be broken by the pixels' order
-            ok &= best.values[:, 0] > best.values[:, 1]
         if not ok.any():
             break
         chosen[ok, idx[ok]] = True

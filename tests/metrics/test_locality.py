@@ -47,15 +47,14 @@ def naive_kept(clean: set, other: set, shape, w: int) -> float:
 
 
 def naive_diverse(m: np.ndarray, k: int, w: int) -> set:
+    """Greedy from the largest (ties by index), skipping the window of each chosen pixel and
+    every pixel at the map's smallest value."""
     chosen: list[int] = []
-    while len(chosen) < k:
-        free = [i for i in range(m.size) if not any(naive_near(i, j, m.shape, w) for j in chosen)]
-        if not free:
+    for i in sorted(range(m.size), key=lambda i: (-m.flat[i], i)):
+        if len(chosen) == k:
             break
-        best = [i for i in free if m.flat[i] == max(m.flat[j] for j in free)]
-        if len(best) > 1:  # which of them is the pixels' order, not the map: stop
-            break
-        chosen.append(best[0])
+        if m.flat[i] > m.min() and not any(naive_near(i, j, m.shape, w) for j in chosen):
+            chosen.append(i)
     return set(chosen)
 
 
@@ -98,7 +97,7 @@ def test_a_map_shifted_by_one_pixel_keeps_its_interior_peaks():
 
 
 @pytest.mark.parametrize("w", [0, 1, 2])
-@pytest.mark.parametrize("make", [maps, rectified])
+@pytest.mark.parametrize("make", [maps, rectified, lambda seed: maps(seed, ties=True)])
 def test_diverse_topk_is_the_greedy_choice(w, make):
     a = make(4)
     got = diverse_topk(a, 8, w)
@@ -148,4 +147,7 @@ def test_tied_pixels_are_in_no_lens_or_diverse_top_k():
     b[0, 5, 5] = 0.0
     assert lens_topk(a, b, k=10).item() == 0.5  # the zeros tied below are not kept pixels
     assert diverse_topk(a, k=10, w=1).sum().item() == 2
+    plateau = torch.zeros(1, 6, 6)
+    plateau[0, 2:4, 2:4] = 1.0  # a tie at the top is a shift, not a floor: one pixel chosen
+    assert diverse_topk(plateau, k=10, w=1).sum().item() == 1
     assert topk_div(a, b, k=10).item() == 0.5
