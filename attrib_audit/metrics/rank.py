@@ -39,7 +39,7 @@ def average_ranks(a: Tensor) -> Tensor:
 def spearman(a: Tensor, b: Tensor) -> Tensor:
     """Spearman's rho per sample: Pearson correlation of average ranks.
 
-    A constant map has no ranking; its correlation is NaN, as in scipy.
+    A constant map keeps no order of the other: 0 (scipy: NaN); two constant maps: NaN.
 
     Shape:
         a, b: (B, ...)
@@ -50,7 +50,15 @@ def spearman(a: Tensor, b: Tensor) -> Tensor:
     ra = ra - ra.mean(1, keepdim=True)
     rb = rb - rb.mean(1, keepdim=True)
     rho = (ra * rb).sum(1) / (ra.norm(dim=1) * rb.norm(dim=1))
-    return rho.to(fa.dtype)
+    return _no_order(fa, fb, rho).to(fa.dtype)
+
+
+def _no_order(fa: Tensor, fb: Tensor, r: Tensor) -> Tensor:
+    """0 where exactly one map is constant: it keeps none of the other's order (an attack
+    that rectifies a Grad-CAM to zero leaves no ranking), where scipy gives NaN; NaN where
+    both are."""
+    one = lambda f: f.amax(1) == f.amin(1)  # noqa: E731
+    return torch.where(one(fa) ^ one(fb), torch.zeros_like(r), r)
 
 
 def _tied_pairs(s: Tensor, starts: Tensor) -> Tensor:
@@ -114,8 +122,8 @@ def kendall(a: Tensor, b: Tensor) -> Tensor:
     """Kendall's tau-b per sample, over all pixels.
 
     Batched tensor operations on the maps' device (O(N log^2 N)); ``scipy.stats.kendalltau``
-    per sample on the CPU above ``SCIPY_ABOVE_ON_CPU`` pixels. A constant map gives NaN, as in
-    scipy.
+    per sample on the CPU above ``SCIPY_ABOVE_ON_CPU`` pixels. A constant map keeps no order
+    of the other: 0 (scipy: NaN); two constant maps: NaN.
 
     Shape:
         a, b: (B, ...)
@@ -124,7 +132,9 @@ def kendall(a: Tensor, b: Tensor) -> Tensor:
     fa, fb = _float(flat(a, b)), _float(flat(b))
     if fa.device.type != "cpu" or fa.shape[1] <= SCIPY_ABOVE_ON_CPU:
         with torch.no_grad():
-            return _kendall_tensor(fa.detach(), fb.detach()).to(fa.dtype)
-    na, nb = fa.detach().cpu().double().numpy(), fb.detach().cpu().double().numpy()
-    taus = [stats.kendalltau(ra, rb).statistic for ra, rb in zip(na, nb, strict=True)]
-    return torch.as_tensor(np.asarray(taus), dtype=fa.dtype, device=fa.device)
+            tau = _kendall_tensor(fa.detach(), fb.detach())
+    else:
+        na, nb = fa.detach().cpu().double().numpy(), fb.detach().cpu().double().numpy()
+        taus = [stats.kendalltau(ra, rb).statistic for ra, rb in zip(na, nb, strict=True)]
+        tau = torch.as_tensor(np.asarray(taus), device=fa.device)
+    return _no_order(fa, fb, tau).to(fa.dtype)

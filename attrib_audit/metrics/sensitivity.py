@@ -61,8 +61,10 @@ def avg_sensitivity(a: Tensor, b: Tensor) -> Tensor:
 
 def _max_normalised(a: Tensor) -> Tensor:
     """Each map divided by its largest absolute value (Quantus's ``normalise_by_max``, which
-    Local Lipschitz applies by default, taken per sample)."""
-    return a / a.abs().amax(dim=1, keepdim=True)
+    Local Lipschitz applies by default, taken per sample); a map of zeros stays zeros, where
+    Quantus gives NaN (an attack that zeroes a Grad-CAM moved it by the whole clean map)."""
+    top = a.abs().amax(dim=1, keepdim=True)
+    return a / torch.where(top > 0, top, torch.ones_like(top))
 
 
 @METRICS.declare("local_lipschitz", on="raw", higher_is_robust=False, inputs=True, over_draws="max")

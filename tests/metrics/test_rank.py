@@ -73,9 +73,15 @@ def test_identity_and_reversal():
     torch.testing.assert_close(spearman(a, -a), -torch.ones(5, dtype=torch.float64))
 
 
-def test_constant_map_is_nan_like_scipy():
-    a, c = _maps(7), torch.ones(5, 7, 9, dtype=torch.float64)
-    assert torch.isnan(kendall(a, c)).all() and torch.isnan(spearman(a, c)).all()
+@pytest.mark.parametrize("shape", [(7, 9), (40, 40)])  # the tensor form and scipy's
+def test_a_constant_map_keeps_no_order(shape):
+    """scipy gives NaN; an attack that rectifies a Grad-CAM to zero has left no ranking, so
+    0, not a value missing from the mean. Two constant maps stay NaN."""
+    a, c = _maps(7, (5, *shape)), torch.ones(5, *shape, dtype=torch.float64)
+    for corr in (kendall, spearman):
+        assert torch.equal(corr(a, c), torch.zeros(5, dtype=torch.float64))
+        assert torch.equal(corr(c, a), torch.zeros(5, dtype=torch.float64))
+        assert torch.isnan(corr(c, 2 * c)).all()
 
 
 def test_shape_mismatch_is_an_error():

@@ -132,3 +132,15 @@ def test_the_search_is_never_below_the_sampled_maximum(case):
     assert (searched > sampled).mean() >= 0.5, "the steps improved on the draws for few samples"
     with torch.no_grad():
         assert (model(x_adv).argmax(1) == y).all()
+
+
+def test_local_lipschitz_of_a_map_zeroed_is_the_whole_clean_map():
+    """Quantus's normalisation gives NaN for a map of zeros; here it stays zeros, so an
+    attack that zeroes the map moved it by the whole (scaled) clean map."""
+    a = torch.rand(3, 1, 4, 4, dtype=torch.float64)
+    x = torch.rand(3, 1, 4, 4, dtype=torch.float64)
+    x_adv = x + 0.1
+    scaled = a.flatten(1) / a.flatten(1).abs().amax(1, keepdim=True)
+    want = scaled.norm(dim=1) / ((x - x_adv).flatten(1).norm(dim=1) + 1e-10)
+    got = local_lipschitz(a, torch.zeros_like(a), x=x, x_adv=x_adv)
+    torch.testing.assert_close(got, want)
