@@ -36,6 +36,7 @@ from attrib_audit.device import (
 )
 from attrib_audit.errors import AttribAuditError, SettingError
 from attrib_audit.journal import JOURNAL, Journal
+from attrib_audit.metrics.reduce import constant
 from attrib_audit.params import build
 from attrib_audit.plan import Bound, Grid, Plan
 from attrib_audit.registry import ATTACKS, METHODS, METRICS
@@ -336,20 +337,13 @@ def _metric_values(
     raw0, red0, raw1, red1 = maps
     values = {}
     finite = (torch.isfinite(raw0).flatten(1).all(1) & torch.isfinite(raw1).flatten(1).all(1)).cpu()
-    finite &= ~_flat(red0)
+    finite &= ~constant(red0).cpu()  # a flat clean map: no metric of it means anything
     for metric in p.metrics:
         on_raw = metric.entry.facts.on == "raw"
         fn = metric.bind(k=p.config.k, x=x, x_adv=x_adv)
         v = fn(raw0 if on_raw else red0, raw1 if on_raw else red1).detach().double().cpu()
         values[metric.name] = torch.where(finite, v, torch.nan)  # NaN maps: no evidence
     return values
-
-
-def _flat(reduced: Tensor) -> Tensor:
-    """(B,) on the CPU: the map is one value everywhere (a Grad-CAM rectified to zero), so it
-    ranks no pixel above another and no metric of it means anything."""
-    flat = reduced.flatten(1)
-    return (flat.amax(1) == flat.amin(1)).cpu()
 
 
 def _over_draws(p: Plan, per_draw: list[dict[str, Tensor]]) -> dict[str, np.ndarray]:
@@ -431,7 +425,7 @@ def _attack_cell(p: Plan, batch: _Batch, m: str, attack: Bound, e: float) -> dic
             per_draw[t].append({k: torch.where(none, v, torch.nan) for k, v in at_x.items()})
         values = _over_draws(p, per_draw[t])
         red0, red1 = batch.clean[(t, seeds[t])][1], shown[t]
-        flat = _flat(red0)
+        flat = constant(red0).cpu()
 
         def facts(i: int, values=values) -> dict[str, Any]:
             return {

@@ -7,7 +7,7 @@ import torch
 from scipy import stats
 from torch import Tensor
 
-from attrib_audit.metrics.reduce import flat
+from attrib_audit.metrics.reduce import constant, flat
 from attrib_audit.registry import METRICS
 
 # Kendall's tau runs as tensor operations on the maps' device (no copy to the host), except on
@@ -57,8 +57,7 @@ def _no_order(fa: Tensor, fb: Tensor, r: Tensor) -> Tensor:
     """0 where exactly one map is constant: it keeps none of the other's order (an attack
     that rectifies a Grad-CAM to zero leaves no ranking), where scipy gives NaN; NaN where
     both are."""
-    one = lambda f: f.amax(1) == f.amin(1)  # noqa: E731
-    return torch.where(one(fa) ^ one(fb), torch.zeros_like(r), r)
+    return torch.where(constant(fa) ^ constant(fb), torch.zeros_like(r), r)
 
 
 def _tied_pairs(s: Tensor, starts: Tensor) -> Tensor:

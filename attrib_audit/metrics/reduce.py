@@ -34,3 +34,10 @@ def flat(a: Tensor, b: Tensor | None = None) -> Tensor:
     if a.dim() < 2:
         raise ValueError(f"maps must have shape (B, ...), got {tuple(a.shape)}")
     return a.reshape(a.shape[0], -1)
+
+
+def constant(a: Tensor) -> Tensor:
+    """(B,) bool: the map is one value everywhere, so it ranks no pixel above another (a
+    Grad-CAM rectified to zero)."""
+    f = flat(a)
+    return f.amax(1) == f.amin(1)
